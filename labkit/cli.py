@@ -1,0 +1,152 @@
+"""The `labkit` command: start labs, change their settings, send requests, clean up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from labkit.backend import Engine
+from labkit.config import TOPOLOGIES
+from labkit.errors import ConfigError, LabkitError
+from labkit.images import ensure_images
+from labkit.lab import Lab, list_labs, remove_all_labs
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"labkit: refused: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except LabkitError as error:
+        print(f"labkit: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = _command(commands, "up", "start a lab (Debian's default configuration)", _up)
+    up.add_argument("--topology", choices=TOPOLOGIES, default="pod")
+
+    apply = _command(commands, "apply", "change pool directives and Nginx settings", _apply)
+    apply.add_argument("--pool", action="append", default=[], metavar="KEY=VALUE",
+                       help="a pool directive, e.g. listen.owner=ubuntu; KEY= removes it")
+    apply.add_argument("--nginx", action="append", default=[], metavar="KEY=VALUE",
+                       help="fastcgi_pass, user or fastcgi_read_timeout; KEY= restores the default")
+    apply.add_argument("--pool-name", default="www")
+
+    request = _command(commands, "request", "send a GET through Nginx and explain the answer", _request)
+    request.add_argument("path", nargs="?", default="/whoami.php")
+    request.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+
+    status = _command(commands, "status", "list labs with their age, or show one with --lab", _status)
+    status.set_defaults(lab=None)
+    status.add_argument("--json", action="store_true")
+
+    down = _command(commands, "down", "remove a lab", _down)
+    down.add_argument("--all", action="store_true", help="remove every lab on this engine")
+
+    images = commands.add_parser("images", help="manage the lab images")
+    image_commands = images.add_subparsers(dest="images_command", required=True)
+    build = image_commands.add_parser("build", help="build (or make) the images if missing")
+    build.set_defaults(handler=_images_build)
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, handler: object
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=text)
+    command.add_argument("--lab", default="default", help="the lab's name (default: default)")
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _pairs(items: Sequence[str], option: str) -> dict[str, str | None]:
+    pairs: dict[str, str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("command line", option, "KEY=VALUE", item)
+        pairs[key.strip()] = value if value else None
+    return pairs
+
+
+def _up(args: argparse.Namespace) -> int:
+    lab = Lab(args.lab, args.topology, progress=lambda line: print(line, file=sys.stderr))
+    lab.up(detach=True)
+    print(f"lab {lab.name} is up ({lab.topology}): {lab.url}")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    pool, nginx = _pairs(args.pool, "--pool"), _pairs(args.nginx, "--nginx")
+    if not pool and not nginx:
+        raise ConfigError("command line", "apply", "at least one --pool or --nginx setting", "none")
+    print(Lab.attach(args.lab).apply(pool=pool, nginx=nginx, pool_name=args.pool_name))
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    outcome = Lab.attach(args.lab).request(args.path)
+    print(outcome.to_json() if args.json else outcome.summary())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.lab is not None:
+        state = Lab.attach(args.lab).status()
+        print(json.dumps(state, indent=2) if args.json else _format_status(state))
+        return 0
+    labs = list_labs()
+    if args.json:
+        rows = [
+            {"name": i.name, "topology": i.topology, "containers": i.containers,
+             "age_seconds": round(i.age_seconds), "session": i.session}
+            for i in labs
+        ]  # fmt: skip
+        print(json.dumps(rows, indent=2))
+        return 0
+    for info in labs:
+        print(f"{info.name:24} {info.topology:8} {info.containers} containers  up {info.age_seconds:.0f}s")
+    if not labs:
+        print("no labs")
+    return 0
+
+
+def _format_status(state: dict[str, object]) -> str:
+    lines = [f"{key}: {value}" for key, value in state.items() if key != "containers"]
+    containers = state.get("containers")
+    if isinstance(containers, dict):
+        lines += [f"  {role}: {s}" for role, s in containers.items()]
+    return "\n".join(lines)
+
+
+def _down(args: argparse.Namespace) -> int:
+    if args.all:
+        print(f"removed {remove_all_labs()} objects")
+    else:
+        Lab(args.lab).down()
+        print(f"lab {args.lab} removed")
+    return 0
+
+
+def _images_build(args: argparse.Namespace) -> int:
+    tags = ensure_images(Engine(), progress=print)
+    print(f"images ready: {tags.fpm} {tags.nginx}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

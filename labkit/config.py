@@ -1,0 +1,486 @@
+"""Validated models of a lab's PHP-FPM pools and Nginx site.
+
+Every value is checked here, when a model is built, before anything reaches a container: a
+refused value raises `ConfigError` naming the pool or server, the field, what is allowed and
+what was given. Whatever passes renders to exactly one directive line, so no value can add a
+line, a section or another directive to a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from labkit.errors import ConfigError
+
+PHP_VERSION = "8.2"
+SOCKET_DIR = "/run/php"
+# /var/run is a symlink to /run on Debian 12, so both spellings reach the shared volume.
+SOCKET_DIR_SPELLINGS = ("/run/php/", "/var/run/php/")
+DEFAULT_SOCKET = f"{SOCKET_DIR}/php{PHP_VERSION}-fpm.sock"
+
+# Accounts both lab images create (docker/common/users.sh); a live test compares the two.
+IMAGE_USERS = ("root", "www-data", "ubuntu", "alice", "bob", "mallory", "nobody")
+IMAGE_GROUPS = ("root", "www-data", "ubuntu", "alice", "bob", "mallory", "nogroup")
+
+Topology = Literal["pod", "network"]
+TOPOLOGIES: tuple[Topology, ...] = ("pod", "network")
+
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_LAB_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_DIRECTIVE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\[[A-Za-z0-9_.]+\])?")
+# A free-form pool value: printable ASCII without the characters that end a value early in
+# PHP-FPM's ini syntax (`;` starts a comment, quotes and backslashes change its meaning).
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9 _./:,@%$+=*()\[\]{}<>|!?#^~&-]{1,256}")
+_SOCKET_PATH = re.compile(r"[A-Za-z0-9_./-]{1,100}")
+
+
+@dataclass(frozen=True)
+class UnixSocket:
+    """A unix socket path, as PHP-FPM's `listen` and Nginx's `unix:` form name it."""
+
+    path: str
+
+    def fpm_form(self) -> str:
+        return self.path
+
+    def nginx_form(self) -> str:
+        return f"unix:{self.path}"
+
+
+@dataclass(frozen=True)
+class TcpAddress:
+    """A TCP listen address; `host` None means every interface (`listen = 9000`)."""
+
+    host: str | None
+    port: int
+
+    def fpm_form(self) -> str:
+        if self.host is None:
+            return str(self.port)
+        return f"{self._bracketed_host()}:{self.port}"
+
+    def nginx_form(self) -> str:
+        return f"{self._bracketed_host() if self.host else '127.0.0.1'}:{self.port}"
+
+    def _bracketed_host(self) -> str:
+        assert self.host is not None
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+
+ListenTarget = UnixSocket | TcpAddress
+
+
+def parse_listen(value: str, subject: str = "pool") -> ListenTarget:
+    """Read a pool's `listen` value the way PHP-FPM does.
+
+    PHP-FPM treats a value as TCP when it contains `:` or is all digits, and as a unix socket
+    path otherwise (`fpm_sockets_domain_from_address()` in sapi/fpm/fpm/fpm_sockets.c). So
+    Nginx's `unix:` prefix pasted into a pool is read as host `unix`; PHP-FPM's own config
+    test accepts it and start-up then fails, which is why it is refused here.
+
+    Args:
+        value: The text after `listen =`.
+        subject: Names the pool in error messages.
+
+    Returns:
+        The unix socket or TCP address PHP-FPM would listen on.
+
+    Raises:
+        ConfigError: The value is not a listen address PHP-FPM could bind in the lab.
+    """
+    text = _require_text(value, subject, "listen")
+    if text.startswith("unix:"):
+        raise ConfigError(
+            subject,
+            "listen",
+            "a socket path without Nginx's `unix:` prefix (PHP-FPM reads any `:` as host:port)",
+            value,
+        )
+    if text.isdigit() or ":" in text:
+        return _parse_host_port(text, subject, "listen", host_optional=True)
+    return UnixSocket(_check_socket_path(text, subject, "listen"))
+
+
+def parse_fastcgi_pass(value: str, subject: str = "nginx") -> ListenTarget:
+    """Read an Nginx `fastcgi_pass` address: `unix:/path` or `host:port`.
+
+    Raises:
+        ConfigError: The value is neither form, or the path leaves the lab's socket directory.
+    """
+    text = _require_text(value, subject, "fastcgi_pass")
+    if text.startswith("unix:"):
+        return UnixSocket(_check_socket_path(text[len("unix:") :], subject, "fastcgi_pass"))
+    if text.startswith("/"):
+        raise ConfigError(
+            subject, "fastcgi_pass", "`unix:/path` for a socket (Nginx needs the prefix)", value
+        )
+    return _parse_host_port(text, subject, "fastcgi_pass", host_optional=False)
+
+
+def _require_text(value: object, subject: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(subject, name, "a string", value)
+    if value != value.strip() or not value:
+        raise ConfigError(subject, name, "a non-empty value without surrounding spaces", value)
+    return value
+
+
+def _check_socket_path(path: str, subject: str, name: str) -> str:
+    allowed = f"an absolute path inside {SOCKET_DIR}/ (the socket volume both containers share)"
+    if not _SOCKET_PATH.fullmatch(path) or not path.startswith(SOCKET_DIR_SPELLINGS):
+        raise ConfigError(subject, name, allowed, path)
+    if "/../" in path or path.endswith(("/", "/..", "/.")) or "/./" in path or "//" in path:
+        raise ConfigError(subject, name, allowed, path)
+    return path
+
+
+def _parse_host_port(text: str, subject: str, name: str, host_optional: bool) -> TcpAddress:
+    allowed = "`host:port`, `[ipv6]:port`" + (" or a bare port" if host_optional else "")
+    host: str | None
+    if text.isdigit():
+        if not host_optional:
+            raise ConfigError(subject, name, allowed, text)
+        host, port_text = None, text
+    elif text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ConfigError(subject, name, allowed, text)
+        _check_ip(host, subject, name, text, version=6)
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if ":" in host or not sep:
+            raise ConfigError(subject, name, allowed + " (write IPv6 in brackets)", text)
+        if not _HOSTNAME.fullmatch(host):
+            raise ConfigError(subject, name, allowed + " with a valid host name", text)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(subject, name, allowed + " with a port from 1 to 65535", text)
+    return TcpAddress(host, int(port_text))
+
+
+def _check_ip(text: str, subject: str, name: str, given: str, version: int | None = None) -> str:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or (version is not None and address.version != version):
+        kind = f"IPv{version} address" if version else "IP address (no networks or names)"
+        raise ConfigError(subject, name, f"an {kind}", given)
+    return str(address)
+
+
+def _check_name(value: str, subject: str, name: str, known: tuple[str, ...]) -> str:
+    text = _require_text(value, subject, name)
+    if not _NAME.fullmatch(text) or text not in known:
+        raise ConfigError(subject, name, f"one of the lab's accounts ({', '.join(known)})", value)
+    return text
+
+
+def _check_names(value: str, subject: str, name: str, known: tuple[str, ...]) -> str:
+    text = _require_text(value, subject, name)
+    return ",".join(_check_name(item.strip(), subject, name, known) for item in text.split(","))
+
+
+def _check_mode(value: str, subject: str, name: str) -> str:
+    text = _require_text(value, subject, name)
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ConfigError(subject, name, "octal like `0660` (three digits 0-7, optional leading 0)", value)
+    return text.rjust(4, "0")
+
+
+def _check_clients(value: str, subject: str, name: str) -> str:
+    text = _require_text(value, subject, name)
+    items = [item.strip() for item in text.split(",")]
+    return ",".join(_check_ip(item, subject, name, value) for item in items)
+
+
+def _check_positive(value: str, subject: str, name: str) -> str:
+    text = _require_text(value, subject, name)
+    if not text.isdigit() or int(text) < 1 or int(text) > 1_000_000:
+        raise ConfigError(subject, name, "a whole number from 1 to 1000000", value)
+    return str(int(text))
+
+
+def _check_backlog(value: str, subject: str, name: str) -> str:
+    text = _require_text(value, subject, name)
+    if not re.fullmatch(r"-1|[0-9]{1,6}", text):
+        raise ConfigError(subject, name, "-1 (the kernel's maximum) or a whole number", value)
+    return text
+
+
+def _check_choice(*choices: str) -> Callable[[str, str, str], str]:
+    def check(value: str, subject: str, name: str) -> str:
+        text = _require_text(value, subject, name)
+        if text not in choices:
+            raise ConfigError(subject, name, "one of " + ", ".join(choices), value)
+        return text
+
+    return check
+
+
+def _check_plain(value: str, subject: str, name: str) -> str:
+    text = _require_text(value, subject, name)
+    if not _PLAIN_VALUE.fullmatch(text):
+        raise ConfigError(
+            subject,
+            name,
+            "printable text without newlines, `;`, quotes or backslashes (at most 256 characters)",
+            value,
+        )
+    return text
+
+
+def _check_listen(value: str, subject: str, name: str) -> str:
+    return parse_listen(value, subject).fpm_form()
+
+
+_POOL_CHECKS: dict[str, Callable[[str, str, str], str]] = {
+    "listen": _check_listen,
+    "listen.owner": lambda v, s, n: _check_name(v, s, n, IMAGE_USERS),
+    "listen.group": lambda v, s, n: _check_name(v, s, n, IMAGE_GROUPS),
+    "listen.mode": _check_mode,
+    "listen.allowed_clients": _check_clients,
+    "listen.acl_users": lambda v, s, n: _check_names(v, s, n, IMAGE_USERS),
+    "listen.acl_groups": lambda v, s, n: _check_names(v, s, n, IMAGE_GROUPS),
+    "listen.backlog": _check_backlog,
+    "user": lambda v, s, n: _check_name(v, s, n, IMAGE_USERS),
+    "group": lambda v, s, n: _check_name(v, s, n, IMAGE_GROUPS),
+    "pm": _check_choice("static", "dynamic", "ondemand"),
+    "pm.max_children": _check_positive,
+    "pm.start_servers": _check_positive,
+    "pm.min_spare_servers": _check_positive,
+    "pm.max_spare_servers": _check_positive,
+    "pm.max_requests": _check_positive,
+}
+
+# Changing any of these needs a full PHP-FPM restart: on reload (SIGUSR2) the master inherits
+# the open listening socket and does not re-create, re-chown or re-chmod it.
+RESTART_DIRECTIVES = frozenset(
+    {
+        "listen",
+        "listen.owner",
+        "listen.group",
+        "listen.mode",
+        "listen.acl_users",
+        "listen.acl_groups",
+        "listen.backlog",
+    }
+)
+
+
+def check_pool_directive(pool: str, key: object, value: object) -> tuple[str, str]:
+    """Validate one pool directive and return it in the form it will be rendered.
+
+    Known directives get a specific check; any other name must look like a PHP-FPM directive
+    (`php_admin_value[memory_limit]`, `pm.max_requests`) and its value must be plain text.
+    PHP-FPM's own config test then judges whether the name exists.
+
+    Raises:
+        ConfigError: The name or value is refused.
+    """
+    subject = f"pool {pool!r}"
+    if not isinstance(key, str) or not _DIRECTIVE.fullmatch(key):
+        raise ConfigError(subject, str(key), "a PHP-FPM directive name like `listen.mode`", key)
+    if key.lower() != key or key == "include":
+        raise ConfigError(subject, key, "a lower-case pool directive (not include)", key)
+    if not isinstance(value, str):
+        raise ConfigError(subject, key, "a string", value)
+    check = _POOL_CHECKS.get(key, _check_plain)
+    return key, check(value, subject, key)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """One PHP-FPM pool: its name and its directives in file order."""
+
+    name: str
+    directives: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ConfigError("pool", "name", "lower-case letters, digits, `_` or `-`", self.name)
+        checked = tuple(check_pool_directive(self.name, k, v) for k, v in self.directives)
+        keys = [k for k, _ in checked]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ConfigError(f"pool {self.name!r}", duplicates[0], "set once", "twice")
+        if "listen" not in keys:
+            raise ConfigError(f"pool {self.name!r}", "listen", "set (PHP-FPM requires it)", None)
+        object.__setattr__(self, "directives", checked)
+
+    def get(self, key: str) -> str | None:
+        """Return a directive's value, or None when the pool does not set it."""
+        return dict(self.directives).get(key)
+
+    @property
+    def listen(self) -> ListenTarget:
+        value = self.get("listen")
+        assert value is not None
+        return parse_listen(value, f"pool {self.name!r}")
+
+    def with_changes(self, changes: Mapping[str, str | None]) -> PoolConfig:
+        """Return a copy with directives set, added, or removed (value None)."""
+        current = dict(self.directives)
+        for key, value in changes.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        return replace(self, directives=tuple(current.items()))
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """The Nginx side: the worker account and where the PHP location passes requests."""
+
+    fastcgi_pass: str = f"unix:{DEFAULT_SOCKET}"
+    user: str = "www-data"
+    fastcgi_read_timeout: str = "60"
+
+    def __post_init__(self) -> None:
+        parse_fastcgi_pass(self.fastcgi_pass)
+        user = _require_text(self.user, "nginx", "user")
+        parts = user.split()
+        if len(parts) > 2 or user != " ".join(parts):
+            raise ConfigError("nginx", "user", "`user` or `user group`", self.user)
+        _check_name(parts[0], "nginx", "user", IMAGE_USERS)
+        if len(parts) == 2:
+            _check_name(parts[1], "nginx", "user (group part)", IMAGE_GROUPS)
+        timeout = _require_text(self.fastcgi_read_timeout, "nginx", "fastcgi_read_timeout")
+        if not re.fullmatch(r"[1-9][0-9]{0,3}", timeout):
+            raise ConfigError("nginx", "fastcgi_read_timeout", "seconds from 1 to 9999", timeout)
+
+    @property
+    def upstream(self) -> ListenTarget:
+        return parse_fastcgi_pass(self.fastcgi_pass)
+
+    def with_changes(self, changes: Mapping[str, str | None]) -> NginxConfig:
+        """Return a copy with settings changed; None restores a setting's default.
+
+        Raises:
+            ConfigError: An unknown setting or a refused value.
+        """
+        known = {f for f in self.__dataclass_fields__}
+        values: dict[str, str] = {}
+        defaults = NginxConfig()
+        for key, value in changes.items():
+            if key not in known:
+                raise ConfigError("nginx", str(key), "one of " + ", ".join(sorted(known)), value)
+            values[key] = getattr(defaults, key) if value is None else value
+        return replace(self, **values)
+
+
+def default_pool(name: str = "www") -> PoolConfig:
+    """Return Debian 12's stock `www` pool, reduced to its active lines."""
+    return PoolConfig(
+        name,
+        (
+            ("user", "www-data"),
+            ("group", "www-data"),
+            ("listen", DEFAULT_SOCKET),
+            ("listen.owner", "www-data"),
+            ("listen.group", "www-data"),
+            ("pm", "dynamic"),
+            ("pm.max_children", "5"),
+            ("pm.start_servers", "2"),
+            ("pm.min_spare_servers", "1"),
+            ("pm.max_spare_servers", "3"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything a lab renders: its pools and the Nginx side."""
+
+    pools: tuple[PoolConfig, ...] = field(default_factory=lambda: (default_pool(),))
+    nginx: NginxConfig = field(default_factory=NginxConfig)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.pools]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError("lab", "pools", "at least one pool, each name once", names)
+
+    def pool(self, name: str) -> PoolConfig:
+        """Return the pool called `name`.
+
+        Raises:
+            ConfigError: No such pool.
+        """
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise ConfigError("lab", "pool", "one of " + ", ".join(p.name for p in self.pools), name)
+
+    def with_changes(
+        self,
+        pool: Mapping[str, str | None] | None = None,
+        nginx: Mapping[str, str | None] | None = None,
+        pool_name: str = "www",
+    ) -> LabConfig:
+        """Return a copy with pool directives and Nginx settings changed.
+
+        Raises:
+            ConfigError: Any refused name or value; nothing is changed.
+        """
+        pools = self.pools
+        if pool:
+            target = self.pool(pool_name).with_changes(pool)
+            pools = tuple(target if p.name == pool_name else p for p in pools)
+        new_nginx = self.nginx.with_changes(nginx) if nginx else self.nginx
+        return LabConfig(pools, new_nginx)
+
+
+def check_lab_name(name: object) -> str:
+    """Return `name` if it can name a lab and its Docker objects.
+
+    Raises:
+        ConfigError: Not lower-case letters, digits and dashes, at most 40 characters.
+    """
+    if not isinstance(name, str) or not _LAB_NAME.fullmatch(name):
+        raise ConfigError("lab", "name", "lower-case letters, digits and `-`, at most 40", name)
+    return name
+
+
+def check_topology(topology: object) -> Topology:
+    """Return `topology` if it is `pod` or `network`.
+
+    Raises:
+        ConfigError: Any other value.
+    """
+    if topology == "pod":
+        return "pod"
+    if topology == "network":
+        return "network"
+    raise ConfigError("lab", "topology", "`pod` or `network`", topology)
+
+
+def config_to_dict(config: LabConfig) -> dict[str, object]:
+    """Return a JSON-ready form of `config`, read back by `config_from_dict`."""
+    return {
+        "pools": [{"name": p.name, "directives": [list(d) for d in p.directives]} for p in config.pools],
+        "nginx": {key: getattr(config.nginx, key) for key in NginxConfig.__dataclass_fields__},
+    }
+
+
+def config_from_dict(data: Mapping[str, object]) -> LabConfig:
+    """Rebuild a `LabConfig` from `config_to_dict` output, validating every value again.
+
+    Raises:
+        ConfigError: The data does not describe a valid lab configuration.
+    """
+    try:
+        pools = tuple(
+            PoolConfig(p["name"], tuple((k, v) for k, v in p["directives"]))
+            for p in data["pools"]  # type: ignore[attr-defined]
+        )
+        nginx = NginxConfig(**data["nginx"])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError("lab", "state", "a saved labkit configuration", str(error)) from error
+    return LabConfig(pools, nginx)

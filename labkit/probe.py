@@ -1,0 +1,166 @@
+"""Send requests through a lab's Nginx and collect what each one caused.
+
+A 502 is data, not an exception: `Outcome` carries the status, the log lines Nginx and PHP-FPM
+wrote for this request, the socket file as Nginx's container sees it, and the cause read from
+those lines.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from labkit.backend import Container, Engine
+from labkit.diagnose import Cause, classify, explain, is_explained
+from labkit.errors import ProbeError
+from labkit.wait import poll
+
+# Log lines reach `docker logs` a little after the response; wait this long for the line
+# that explains an error status before settling on what is there.
+LOG_SETTLE_LIMIT = 2.0
+BODY_LIMIT = 4000
+
+
+@dataclass(frozen=True)
+class SocketFile:
+    """A unix socket path as one container sees it."""
+
+    path: str
+    exists: bool
+    permissions: str = ""
+    owner: str = ""
+    group: str = ""
+    mode: str = ""
+
+    def listing(self) -> str:
+        """Return an `ls -l`-like line, or say that the file is missing."""
+        if not self.exists:
+            return f"{self.path}: No such file or directory"
+        return f"{self.permissions} {self.owner} {self.group} {self.path}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one request through Nginx returned, and why."""
+
+    path: str
+    status: int
+    cause: Cause
+    body: str
+    nginx_log: tuple[str, ...]
+    fpm_log: tuple[str, ...]
+    socket: SocketFile | None
+    config_id: str
+    seconds: float
+
+    @property
+    def explanation(self) -> str:
+        return explain(self.cause)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["cause"] = self.cause.value
+        data["explanation"] = self.explanation
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        """Return the status, the cause and the explaining log lines, for printing."""
+        lines = [f"HTTP {self.status} {http.client.responses.get(self.status, '')}".rstrip()]
+        lines.append(f"cause: {self.cause.value}: {self.explanation}")
+        lines += [f"nginx: {line}" for line in self.nginx_log]
+        lines += [f"php-fpm: {line}" for line in self.fpm_log]
+        if self.socket is not None:
+            lines.append(f"socket: {self.socket.listing()}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: str
+    config_id: str
+
+
+def send_request(port: int, path: str, timeout: float = 90.0) -> Response:
+    """Send one GET to Nginx on 127.0.0.1.
+
+    Raises:
+        ProbeError: No HTTP answer at all (Nginx down, port closed, timed out).
+    """
+    if not path.startswith("/") or any(ch in path for ch in " \r\n\t"):
+        raise ProbeError(f"request path must start with `/` and hold no spaces, got {path!r}")
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": "localhost", "Connection": "close"})
+        response = connection.getresponse()
+        body = response.read(BODY_LIMIT).decode(errors="replace")
+        return Response(response.status, body, response.getheader("X-Labkit-Config") or "")
+    except (OSError, http.client.HTTPException) as error:
+        raise ProbeError(f"no HTTP answer from Nginx on 127.0.0.1:{port}{path}: {error}") from error
+    finally:
+        connection.close()
+
+
+def read_socket(engine: Engine, container: Container, path: str) -> SocketFile:
+    """Stat a unix socket path inside a running container."""
+    code, output = engine.exec(container, ["stat", "-c", "%A|%U|%G|%a", path])
+    if code != 0:
+        return SocketFile(path, exists=False)
+    permissions, owner, group, mode = output.strip().split("|")
+    return SocketFile(path, True, permissions, owner, group, mode.rjust(4, "0"))
+
+
+def collect_logs(
+    engine: Engine, nginx: Container, fpm: Container, since: float, status: int
+) -> tuple[list[str], list[str]]:
+    """Return the Nginx error lines and PHP-FPM lines written since `since`.
+
+    For an error status, keep reading until a line explains it or `LOG_SETTLE_LIMIT` passes.
+    PHP-FPM's line about a dropped client may arrive after Nginx's line about the closed
+    connection, so a merely closed connection is not taken as the last word early.
+    """
+
+    def read() -> tuple[list[str], list[str]]:
+        return engine.logs_since(nginx, since, stdout=False), engine.logs_since(fpm, since)
+
+    def settled() -> tuple[list[str], list[str]] | None:
+        logs = read()
+        explained = is_explained(status, *logs)
+        if explained and classify(status, *logs) is not Cause.UPSTREAM_CLOSED:
+            return logs
+        return None
+
+    if status < 400:
+        return read()
+    return poll(settled, LOG_SETTLE_LIMIT, interval=0.05) or read()
+
+
+def probe(
+    engine: Engine,
+    port: int,
+    nginx: Container,
+    fpm: Container,
+    path: str,
+    socket_path: str | None,
+) -> Outcome:
+    """Send one request and gather its outcome.
+
+    Raises:
+        ProbeError: Nginx gave no HTTP answer.
+    """
+    since = time.time()
+    started = time.monotonic()
+    response = send_request(port, path)
+    seconds = time.monotonic() - started
+    nginx_lines, fpm_lines = collect_logs(engine, nginx, fpm, since, response.status)
+    socket = read_socket(engine, nginx, socket_path) if socket_path else None
+    cause = classify(response.status, nginx_lines, fpm_lines)
+    return Outcome(
+        path, response.status, cause, response.body, tuple(nginx_lines), tuple(fpm_lines),
+        socket, response.config_id, seconds,
+    )  # fmt: skip

@@ -1,0 +1,134 @@
+"""Turn validated models into the files Debian's PHP-FPM and Nginx read.
+
+Pure and deterministic: same model, same text, so a diff shows exactly what an apply changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+
+from labkit.config import PHP_VERSION, LabConfig, NginxConfig, PoolConfig
+
+FPM_DIR = f"/etc/php/{PHP_VERSION}/fpm"
+FPM_MAIN = f"{FPM_DIR}/php-fpm.conf"
+POOL_DIR = f"{FPM_DIR}/pool.d"
+NGINX_MAIN = "/etc/nginx/nginx.conf"
+NGINX_SITE = "/etc/nginx/sites-available/default"
+# Candidates sit beside the real files so relative includes (snippets/...) resolve the same.
+FPM_CANDIDATE = f"{FPM_DIR}/labkit-candidate.conf"
+POOL_CANDIDATE_DIR = f"{FPM_DIR}/labkit-candidate.d"
+NGINX_CANDIDATE = "/etc/nginx/labkit-candidate.conf"
+NGINX_SITE_CANDIDATE = "/etc/nginx/labkit-candidate-site"
+CONFIG_HEADER = "X-Labkit-Config"
+
+_BANNER = "Written by labkit"
+
+
+@dataclass(frozen=True)
+class RenderedLab:
+    """The files of one lab configuration, by container role and absolute path."""
+
+    fpm: dict[str, str]
+    nginx: dict[str, str]
+    config_id: str
+
+    def all_files(self) -> dict[str, str]:
+        return {**self.fpm, **self.nginx}
+
+
+def render_pool(pool: PoolConfig) -> str:
+    """Render one pool file: a banner, the section header, one line per directive."""
+    lines = [f"; {_BANNER}: pool {pool.name!r}.", f"[{pool.name}]"]
+    lines += [f"{key} = {value}" for key, value in pool.directives]
+    return "\n".join(lines) + "\n"
+
+
+def render_fpm_main(pool_dir: str = POOL_DIR) -> str:
+    """Render php-fpm.conf: foreground master logging to the container's stderr."""
+    return (
+        f"; {_BANNER}.\n"
+        "[global]\n"
+        f"pid = /run/php{PHP_VERSION}-fpm.pid\n"
+        "error_log = /proc/self/fd/2\n"
+        "log_level = notice\n"
+        "daemonize = no\n"
+        f"include = {pool_dir}/*.conf\n"
+    )
+
+
+def render_site(nginx: NginxConfig) -> str:
+    """Render sites-available/default as Debian ships it, with PHP enabled."""
+    return (
+        f"# {_BANNER}.\n"
+        "server {\n"
+        "    listen 80 default_server;\n"
+        "    root /var/www/html;\n"
+        "    index index.php index.html;\n"
+        "    server_name _;\n"
+        "\n"
+        "    location / {\n"
+        "        try_files $uri $uri/ =404;\n"
+        "    }\n"
+        "\n"
+        "    location ~ \\.php$ {\n"
+        "        include snippets/fastcgi-php.conf;\n"
+        f"        fastcgi_pass {nginx.fastcgi_pass};\n"
+        f"        fastcgi_read_timeout {nginx.fastcgi_read_timeout}s;\n"
+        "    }\n"
+        "}\n"
+    )
+
+
+def render_nginx_main(nginx: NginxConfig, site: str, config_id: str) -> str:
+    """Render nginx.conf: Debian's layout trimmed to what the lab uses.
+
+    The `X-Labkit-Config` header lets the lab tell whether a reloaded Nginx already answers
+    with the new configuration, since a reload returns before the new workers take over.
+    """
+    return (
+        f"# {_BANNER}.\n"
+        f"user {nginx.user};\n"
+        "# One worker keeps a room of labs light; Debian ships `auto`.\n"
+        "worker_processes 1;\n"
+        "pid /run/nginx.pid;\n"
+        "error_log /var/log/nginx/error.log;\n"
+        "include /etc/nginx/modules-enabled/*.conf;\n"
+        "\n"
+        "events {\n"
+        "    worker_connections 768;\n"
+        "}\n"
+        "\n"
+        "http {\n"
+        "    sendfile on;\n"
+        "    include /etc/nginx/mime.types;\n"
+        "    default_type application/octet-stream;\n"
+        "    access_log /var/log/nginx/access.log;\n"
+        f"    add_header {CONFIG_HEADER} {config_id} always;\n"
+        f"    include {site};\n"
+        "}\n"
+    )
+
+
+def render_lab(config: LabConfig, candidate: bool = False) -> RenderedLab:
+    """Render every file of a lab, at the real paths or at the candidate paths used for tests."""
+    pool_dir = POOL_CANDIDATE_DIR if candidate else POOL_DIR
+    site_path = NGINX_SITE_CANDIDATE if candidate else NGINX_SITE
+    fpm = {FPM_CANDIDATE if candidate else FPM_MAIN: render_fpm_main(pool_dir)}
+    fpm.update({f"{pool_dir}/{p.name}.conf": render_pool(p) for p in config.pools})
+    site = render_site(config.nginx)
+    config_id = hashlib.sha256((site + repr(config.nginx)).encode()).hexdigest()[:12]
+    main = render_nginx_main(config.nginx, site_path, config_id)
+    nginx = {NGINX_CANDIDATE if candidate else NGINX_MAIN: main, site_path: site}
+    return RenderedLab(fpm, nginx, config_id)
+
+
+def diff_files(old: dict[str, str], new: dict[str, str]) -> str:
+    """Return a unified diff of two sets of files, empty when nothing changed."""
+    chunks: list[str] = []
+    for path in sorted(set(old) | set(new)):
+        before = old.get(path, "").splitlines(keepends=True)
+        after = new.get(path, "").splitlines(keepends=True)
+        chunks.extend(difflib.unified_diff(before, after, path, path, lineterm="\n"))
+    return "".join(chunks)
