@@ -226,6 +226,13 @@ class Engine:
             return "removed"
         return str(container.attrs["State"]["Status"])
 
+    def describe(self, container: Container) -> dict[str, str]:
+        """Return a container's state and when it last started (changes on every restart)."""
+        state = self.state(container)
+        if state == "removed":
+            return {"state": state, "started_at": ""}
+        return {"state": state, "started_at": str(container.attrs["State"]["StartedAt"])}
+
     def published_port(self, container: Container, port: str = "80/tcp") -> int:
         with engine_errors(f"reading the published port of {container.name}"):
             container.reload()

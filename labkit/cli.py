@@ -129,7 +129,7 @@ def _format_status(state: dict[str, object]) -> str:
     lines = [f"{key}: {value}" for key, value in state.items() if key != "containers"]
     containers = state.get("containers")
     if isinstance(containers, dict):
-        lines += [f"  {role}: {s}" for role, s in containers.items()]
+        lines += [f"  {role}: {s['state']} since {s['started_at']}" for role, s in containers.items()]
     return "\n".join(lines)
 
 

@@ -301,8 +301,8 @@ class Lab:
         return self.run("nginx", ["ls", "-l", SOCKET_DIR])
 
     def status(self) -> dict[str, object]:
-        """Return the lab's name, topology, URL and container states."""
-        states = {role: self.engine.state(c) for role, c in self._containers.items()}
+        """Return the lab's name, topology, URL, and each container's state and start time."""
+        states = {role: self.engine.describe(c) for role, c in self._containers.items()}
         return {"name": self.name, "topology": self.topology, "url": self.url, "containers": states}
 
     # Internals: starting
@@ -416,20 +416,22 @@ class Lab:
         self, old: render.RenderedLab, new: render.RenderedLab, actions: tuple[str, ...]
     ) -> None:
         try:
-            self._write_and_restart(new, actions)
+            self._write_and_restart(new, old, actions)
         except LabkitError as error:
             tail = self.engine.log_tail(self._container("php")) + "\n" + self.engine.log_tail(
                 self._container("nginx")
             )
-            self._rollback(old, actions)
+            self._rollback(old, new, actions)
             raise ApplyFailed(f"lab {self.name!r}: the new configuration did not come up ({error})", tail) from error
 
-    def _write_and_restart(self, files: render.RenderedLab, actions: tuple[str, ...]) -> None:
+    def _write_and_restart(
+        self, files: render.RenderedLab, previous: render.RenderedLab, actions: tuple[str, ...]
+    ) -> None:
         since = time.time()
-        fpm, nginx = self._container("php"), self._container("nginx")
+        fpm = self._container("php")
         address_before = self._fpm_address()
         if any(a.startswith("php-fpm") for a in actions):
-            self._replace_pool_files(files)
+            self._replace_pool_files(files, previous)
         if "php-fpm restart" in actions:
             self.engine.restart(fpm, timeout=5)
         elif "php-fpm reload" in actions:
@@ -440,30 +442,59 @@ class Lab:
         if "nginx reload" in actions or moved:
             # Nginx resolves `php` once per (re)load, so a PHP-FPM that came back on another
             # address needs a reload too.
-            self.engine.put_files(nginx, files.nginx)
-            self.engine.signal(nginx, "SIGHUP")
-            self._wait_nginx_config(files.config_id)
+            self._reload_nginx(files)
 
-    def _replace_pool_files(self, files: render.RenderedLab) -> None:
+    def _reload_nginx(self, files: render.RenderedLab) -> None:
+        """Reload Nginx and return once only workers with the new configuration accept.
+
+        A reload returns before the old worker stops accepting: for a moment old and new
+        workers share the listening socket, so one answer with the new configuration does not
+        mean the next request gets it. The old worker renames itself "is shutting down"
+        once it has closed its listening sockets.
+        """
+        nginx = self._container("nginx")
+        old_workers = self._nginx_workers()
+        self.engine.put_files(nginx, files.nginx)
+        self.engine.signal(nginx, "SIGHUP")
+
+        def replaced() -> bool | None:
+            workers = self._nginx_workers()
+            return True if workers and not workers & old_workers else None
+
+        if not poll(replaced, START_LIMIT, interval=0.01):
+            raise LabTimeout("Nginx's old worker to stop accepting", START_LIMIT,
+                             self.engine.state(nginx), self.engine.log_tail(nginx))  # fmt: skip
+        self._wait_nginx_config(files.config_id)
+
+    def _nginx_workers(self) -> set[str]:
+        """Return the pids of Nginx workers that still accept connections."""
+        code, output = self.engine.exec(self._container("nginx"), ["ps", "-eo", "pid=,args="])
+        if code != 0:
+            return set()
+        rows = (line.split(None, 1) for line in output.splitlines() if line.strip())
+        return {row[0] for row in rows if len(row) == 2 and row[1].strip() == "nginx: worker process"}
+
+    def _replace_pool_files(self, files: render.RenderedLab, previous: render.RenderedLab) -> None:
         fpm = self._container("php")
-        keep = {p for p in files.fpm if p.startswith(render.POOL_DIR + "/")}
-        self.engine.put_files(fpm, files.fpm)
-        # A pool removed from the model must leave pool.d, or PHP-FPM would still load it.
-        listing = self.engine.exec(fpm, ["sh", "-c", f"ls {render.POOL_DIR}/*.conf"])[1].split()
-        stale = [p for p in listing if p not in keep]
-        if stale:
+        # A pool dropped from the model must leave pool.d, or PHP-FPM would still load it.
+        stale = sorted(set(previous.fpm) - set(files.fpm))
+        if stale and self.engine.state(fpm) == "running":
             self.engine.exec(fpm, ["rm", "-f", *stale])
+        elif stale:
+            # A stopped container takes files but runs no `rm`; an empty include is harmless.
+            files = render.RenderedLab({**files.fpm, **dict.fromkeys(stale, "")}, {}, "")
+        self.engine.put_files(fpm, files.fpm)
 
-    def _rollback(self, old: render.RenderedLab, actions: tuple[str, ...]) -> None:
+    def _rollback(
+        self, old: render.RenderedLab, failed: render.RenderedLab, actions: tuple[str, ...]
+    ) -> None:
         logger.warning("lab %s: rolling back to the last good configuration", self.name)
         fpm = self._container("php")
         if self.engine.state(fpm) != "running" or any(a.startswith("php-fpm") for a in actions):
-            self._replace_pool_files(old)
+            self._replace_pool_files(old, failed)
             self.engine.restart(fpm, timeout=5)
             self._wait_fpm_ready(time.time() - 0.5, START_LIMIT)
-        self.engine.put_files(self._container("nginx"), old.nginx)
-        self.engine.signal(self._container("nginx"), "SIGHUP")
-        self._wait_nginx_config(old.config_id)
+        self._reload_nginx(old)
 
     def _fpm_address(self) -> str | None:
         if self.topology == "pod":

@@ -22,6 +22,7 @@ POOL_CANDIDATE_DIR = f"{FPM_DIR}/labkit-candidate.d"
 NGINX_CANDIDATE = "/etc/nginx/labkit-candidate.conf"
 NGINX_SITE_CANDIDATE = "/etc/nginx/labkit-candidate-site"
 CONFIG_HEADER = "X-Labkit-Config"
+WORKER_LOG_FILE = "zz-labkit-logging.conf"
 
 _BANNER = "Written by labkit"
 
@@ -42,6 +43,20 @@ def render_pool(pool: PoolConfig) -> str:
     """Render one pool file: a banner, the section header, one line per directive."""
     lines = [f"; {_BANNER}: pool {pool.name!r}.", f"[{pool.name}]"]
     lines += [f"{key} = {value}" for key, value in pool.directives]
+    return "\n".join(lines) + "\n"
+
+
+def render_worker_logging(pools: tuple[PoolConfig, ...]) -> str:
+    """Render the file that sends workers' log lines to the container log.
+
+    A worker writes "Connection disallowed" (listen.allowed_clients) to its own stderr, which
+    PHP-FPM throws away unless `catch_workers_output` is on; the lab reads that line to name
+    the cause. Like the official php images' docker.conf, this file reopens each pool's section
+    and, read last, wins over the same directives in the pool's own file.
+    """
+    lines = [f"; {_BANNER}: workers' log lines go to the container log, where the lab reads them."]
+    for pool in pools:
+        lines += [f"[{pool.name}]", "catch_workers_output = yes", "decorate_workers_output = no"]
     return "\n".join(lines) + "\n"
 
 
@@ -117,6 +132,7 @@ def render_lab(config: LabConfig, candidate: bool = False) -> RenderedLab:
     site_path = NGINX_SITE_CANDIDATE if candidate else NGINX_SITE
     fpm = {FPM_CANDIDATE if candidate else FPM_MAIN: render_fpm_main(pool_dir)}
     fpm.update({f"{pool_dir}/{p.name}.conf": render_pool(p) for p in config.pools})
+    fpm[f"{pool_dir}/{WORKER_LOG_FILE}"] = render_worker_logging(config.pools)
     site = render_site(config.nginx)
     config_id = hashlib.sha256((site + repr(config.nginx)).encode()).hexdigest()[:12]
     main = render_nginx_main(config.nginx, site_path, config_id)
