@@ -251,6 +251,18 @@ class Lab:
         """Return the rendered files, by path: every pool file, nginx.conf and the site."""
         return render.render_lab(self.config).all_files()
 
+    def config_file(self, name: str) -> str:
+        """Return one rendered file by the end of its path, e.g. ``pool.d/www.conf``.
+
+        Raises:
+            LabkitError: No file, or more than one, ends with `name`.
+        """
+        files = self.config_text()
+        matches = [path for path in files if path == name or path.endswith("/" + name)]
+        if len(matches) != 1:
+            raise LabkitError(f"{name!r} names {len(matches)} of the lab's files: {', '.join(sorted(files))}")
+        return files[matches[0]]
+
     def diff(self) -> str:
         """Return the unified diff of what the last `apply()` changed."""
         return self._last_diff
