@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from labkit.backend import Engine
-from labkit.config import TOPOLOGIES
+from labkit.config import TOPOLOGIES, NginxConfig, check_lab_name, check_pool_directive
 from labkit.errors import ConfigError, LabkitError
 from labkit.images import ensure_images
 from labkit.lab import Lab, list_labs, remove_all_labs
@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
     try:
+        # Checked before any handler: `Lab.attach` connects to the engine before it reads names.
+        if getattr(args, "lab", None) is not None:
+            check_lab_name(args.lab)
         return int(args.handler(args))
     except ConfigError as error:
         print(f"labkit: refused: {error}", file=sys.stderr)
@@ -94,8 +97,26 @@ def _apply(args: argparse.Namespace) -> int:
     pool, nginx = _pairs(args.pool, "--pool"), _pairs(args.nginx, "--nginx")
     if not pool and not nginx:
         raise ConfigError("command line", "apply", "at least one --pool or --nginx setting", "none")
+    _check_changes(pool, nginx, args.pool_name)
     print(Lab.attach(args.lab).apply(pool=pool, nginx=nginx, pool_name=args.pool_name))
     return 0
+
+
+def _check_changes(
+    pool: dict[str, str | None], nginx: dict[str, str | None], pool_name: str
+) -> None:
+    """Refuse bad names and values before the engine is contacted.
+
+    Each value is checked on its own; `Lab.apply` checks the whole result again against the
+    lab's current configuration (for instance that `listen` is not removed).
+
+    Raises:
+        ConfigError: A refused pool directive or Nginx setting.
+    """
+    for key, value in pool.items():
+        if value is not None:
+            check_pool_directive(pool_name, key, value)
+    NginxConfig().with_changes(nginx)
 
 
 def _request(args: argparse.Namespace) -> int:

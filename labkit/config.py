@@ -32,6 +32,8 @@ TOPOLOGIES: tuple[Topology, ...] = ("pod", "network")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _LAB_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+# Lower-case outside the brackets: PHP-FPM matches names case-insensitively (strcasecmp), so
+# `Listen` would otherwise skip the checks for `listen`. Bracket keys like `env[PATH]` keep case.
 _DIRECTIVE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\[[A-Za-z0-9_.]+\])?")
 # A free-form pool value: printable ASCII without the characters that end a value early in
 # PHP-FPM's ini syntax (`;` starts a comment, quotes and backslashes change its meaning).
@@ -101,7 +103,7 @@ def parse_listen(value: str, subject: str = "pool") -> ListenTarget:
             "a socket path without Nginx's `unix:` prefix (PHP-FPM reads any `:` as host:port)",
             value,
         )
-    if text.isdigit() or ":" in text:
+    if _is_ascii_number(text) or ":" in text:
         return _parse_host_port(text, subject, "listen", host_optional=True)
     return UnixSocket(_check_socket_path(text, subject, "listen"))
 
@@ -142,7 +144,7 @@ def _check_socket_path(path: str, subject: str, name: str) -> str:
 def _parse_host_port(text: str, subject: str, name: str, host_optional: bool) -> TcpAddress:
     allowed = "`host:port`, `[ipv6]:port`" + (" or a bare port" if host_optional else "")
     host: str | None
-    if text.isdigit():
+    if _is_ascii_number(text):
         if not host_optional:
             raise ConfigError(subject, name, allowed, text)
         host, port_text = None, text
@@ -157,9 +159,14 @@ def _parse_host_port(text: str, subject: str, name: str, host_optional: bool) ->
             raise ConfigError(subject, name, allowed + " (write IPv6 in brackets)", text)
         if not _HOSTNAME.fullmatch(host):
             raise ConfigError(subject, name, allowed + " with a valid host name", text)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not _is_ascii_number(port_text) or not 1 <= int(port_text) <= 65535:
         raise ConfigError(subject, name, allowed + " with a port from 1 to 65535", text)
     return TcpAddress(host, int(port_text))
+
+
+def _is_ascii_number(text: str) -> bool:
+    # str.isdigit() also accepts digits such as `²` or `٩`, which int() rejects or reads as 9.
+    return text.isascii() and text.isdigit()
 
 
 def _check_ip(text: str, subject: str, name: str, given: str, version: int | None = None) -> str:
@@ -167,7 +174,8 @@ def _check_ip(text: str, subject: str, name: str, given: str, version: int | Non
         address = ipaddress.ip_address(text)
     except ValueError:
         address = None
-    if address is None or (version is not None and address.version != version):
+    # ipaddress accepts an IPv6 zone (`fe80::1%eth0`) of any characters, newlines included.
+    if address is None or "%" in text or (version is not None and address.version != version):
         kind = f"IPv{version} address" if version else "IP address (no networks or names)"
         raise ConfigError(subject, name, f"an {kind}", given)
     return str(address)
@@ -200,7 +208,7 @@ def _check_clients(value: str, subject: str, name: str) -> str:
 
 def _check_positive(value: str, subject: str, name: str) -> str:
     text = _require_text(value, subject, name)
-    if not text.isdigit() or int(text) < 1 or int(text) > 1_000_000:
+    if not _is_ascii_number(text) or int(text) < 1 or int(text) > 1_000_000:
         raise ConfigError(subject, name, "a whole number from 1 to 1000000", value)
     return str(int(text))
 
@@ -285,8 +293,8 @@ def check_pool_directive(pool: str, key: object, value: object) -> tuple[str, st
     subject = f"pool {pool!r}"
     if not isinstance(key, str) or not _DIRECTIVE.fullmatch(key):
         raise ConfigError(subject, str(key), "a PHP-FPM directive name like `listen.mode`", key)
-    if key.lower() != key or key == "include":
-        raise ConfigError(subject, key, "a lower-case pool directive (not include)", key)
+    if key == "include":
+        raise ConfigError(subject, key, "a pool directive (not include)", key)
     if not isinstance(value, str):
         raise ConfigError(subject, key, "a string", value)
     check = _POOL_CHECKS.get(key, _check_plain)

@@ -22,7 +22,8 @@ POOL_CANDIDATE_DIR = f"{FPM_DIR}/labkit-candidate.d"
 NGINX_CANDIDATE = "/etc/nginx/labkit-candidate.conf"
 NGINX_SITE_CANDIDATE = "/etc/nginx/labkit-candidate-site"
 CONFIG_HEADER = "X-Labkit-Config"
-WORKER_LOG_FILE = "zz-labkit-logging.conf"
+# The dot keeps this name apart from every pool's `<name>.conf`: pool names have no dots.
+WORKER_LOG_FILE = "zz-labkit-logging.workers.conf"
 
 _BANNER = "Written by labkit"
 
