@@ -31,7 +31,7 @@ test: images
 	$(BIN)/ruff check labkit tests bench
 	$(BIN)/ruff format --check labkit tests bench
 	start=$$(date +%s) && \
-	LABKIT_TEST_RUN=$$start $(BIN)/pytest -n auto --dist loadfile -m "not leakcheck" \
+	LABKIT_TEST_RUN=$$start $(BIN)/pytest -n auto --dist loadfile \
 	    --nbval notebooks tests --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS) && \
 	LABKIT_TEST_START=$$start $(BIN)/pytest -m leakcheck tests/test_leaks.py
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import docker
@@ -162,13 +163,13 @@ class Engine:
         filters = _label_filter(labels)
         with engine_errors("removing lab objects"):
             for container in self.client.containers.list(all=True, filters=filters):
-                _ignore_missing(lambda: container.remove(force=True, v=True))
+                _ignore_missing(partial(container.remove, force=True, v=True))
                 removed += 1
             for network in self.client.networks.list(filters=filters):
                 _ignore_missing(network.remove)
                 removed += 1
             for volume in self.client.volumes.list(filters=filters):
-                _ignore_missing(lambda: volume.remove(force=True))
+                _ignore_missing(partial(volume.remove, force=True))
                 removed += 1
         return removed
 
@@ -177,8 +178,12 @@ class Engine:
         filters = {"label": [key]}
         with engine_errors("listing lab objects"):
             found = [c.labels for c in self.client.containers.list(all=True, filters=filters)]
-            found += [n.attrs.get("Labels") or {} for n in self.client.networks.list(filters=filters)]
-            found += [v.attrs.get("Labels") or {} for v in self.client.volumes.list(filters=filters)]
+            found += [
+                n.attrs.get("Labels") or {} for n in self.client.networks.list(filters=filters)
+            ]
+            found += [
+                v.attrs.get("Labels") or {} for v in self.client.volumes.list(filters=filters)
+            ]
         return [dict(labels) for labels in found]
 
     # Inside containers

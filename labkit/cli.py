@@ -43,17 +43,31 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--topology", choices=TOPOLOGIES, default="pod")
 
     apply = _command(commands, "apply", "change pool directives and Nginx settings", _apply)
-    apply.add_argument("--pool", action="append", default=[], metavar="KEY=VALUE",
-                       help="a pool directive, e.g. listen.owner=ubuntu; KEY= removes it")
-    apply.add_argument("--nginx", action="append", default=[], metavar="KEY=VALUE",
-                       help="fastcgi_pass, user or fastcgi_read_timeout; KEY= restores the default")
+    apply.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pool directive, e.g. listen.owner=ubuntu; KEY= removes it",
+    )
+    apply.add_argument(
+        "--nginx",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fastcgi_pass, user or fastcgi_read_timeout; KEY= restores the default",
+    )
     apply.add_argument("--pool-name", default="www")
 
-    request = _command(commands, "request", "send a GET through Nginx and explain the answer", _request)
+    request = _command(
+        commands, "request", "send a GET through Nginx and explain the answer", _request
+    )
     request.add_argument("path", nargs="?", default="/whoami.php")
     request.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
 
-    status = _command(commands, "status", "list labs with their age, or show one with --lab", _status)
+    status = _command(
+        commands, "status", "list labs with their age, or show one with --lab", _status
+    )
     status.set_defaults(lab=None)
     status.add_argument("--json", action="store_true")
 
@@ -68,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, handler: object
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    text: str,
+    handler: object,
 ) -> argparse.ArgumentParser:
     command = commands.add_parser(name, help=text)
     command.add_argument("--lab", default="default", help="the lab's name (default: default)")
@@ -140,7 +157,8 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for info in labs:
-        print(f"{info.name:24} {info.topology:8} {info.containers} containers  up {info.age_seconds:.0f}s")
+        age = f"up {info.age_seconds:.0f}s"
+        print(f"{info.name:24} {info.topology:8} {info.containers} containers  {age}")
     if not labs:
         print("no labs")
     return 0
@@ -150,7 +168,9 @@ def _format_status(state: dict[str, object]) -> str:
     lines = [f"{key}: {value}" for key, value in state.items() if key != "containers"]
     containers = state.get("containers")
     if isinstance(containers, dict):
-        lines += [f"  {role}: {s['state']} since {s['started_at']}" for role, s in containers.items()]
+        lines += [
+            f"  {role}: {s['state']} since {s['started_at']}" for role, s in containers.items()
+        ]
     return "\n".join(lines)
 
 

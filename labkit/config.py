@@ -31,7 +31,9 @@ TOPOLOGIES: tuple[Topology, ...] = ("pod", "network")
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _LAB_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
-_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 # Lower-case outside the brackets: PHP-FPM matches names case-insensitively (strcasecmp), so
 # `Listen` would otherwise skip the checks for `listen`. Bracket keys like `env[PATH]` keep case.
 _DIRECTIVE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\[[A-Za-z0-9_.]+\])?")
@@ -196,7 +198,9 @@ def _check_names(value: str, subject: str, name: str, known: tuple[str, ...]) ->
 def _check_mode(value: str, subject: str, name: str) -> str:
     text = _require_text(value, subject, name)
     if not re.fullmatch(r"0?[0-7]{3}", text):
-        raise ConfigError(subject, name, "octal like `0660` (three digits 0-7, optional leading 0)", value)
+        raise ConfigError(
+            subject, name, "octal like `0660` (three digits 0-7, optional leading 0)", value
+        )
     return text.rjust(4, "0")
 
 
@@ -470,7 +474,9 @@ def check_topology(topology: object) -> Topology:
 def config_to_dict(config: LabConfig) -> dict[str, object]:
     """Return a JSON-ready form of `config`, read back by `config_from_dict`."""
     return {
-        "pools": [{"name": p.name, "directives": [list(d) for d in p.directives]} for p in config.pools],
+        "pools": [
+            {"name": p.name, "directives": [list(d) for d in p.directives]} for p in config.pools
+        ],
         "nginx": {key: getattr(config.nginx, key) for key in NginxConfig.__dataclass_fields__},
     }
 

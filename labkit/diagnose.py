@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 
-class Cause(str, enum.Enum):
+class Cause(enum.StrEnum):
     """Why a request got the answer it got."""
 
     OK = "ok"
@@ -63,15 +63,30 @@ EXPLANATIONS = {
 }
 
 _FPM_RULES: tuple[tuple[re.Pattern[str], Cause], ...] = (
-    (re.compile(r"Connection disallowed: IP address '[^']*' has been dropped"), Cause.CLIENT_NOT_ALLOWED),
+    (
+        re.compile(r"Connection disallowed: IP address '[^']*' has been dropped"),
+        Cause.CLIENT_NOT_ALLOWED,
+    ),
     (re.compile(r"Primary script unknown"), Cause.SCRIPT_NOT_FOUND),
 )
 _NGINX_RULES: tuple[tuple[re.Pattern[str], Cause], ...] = (
-    (re.compile(r"\(13: Permission denied\) while connecting to upstream"), Cause.SOCKET_PERMISSION_DENIED),
-    (re.compile(r"\(2: No such file or directory\) while connecting to upstream"), Cause.SOCKET_MISSING),
-    (re.compile(r"\(111: Connection refused\) while connecting to upstream"), Cause.CONNECTION_REFUSED),
+    (
+        re.compile(r"\(13: Permission denied\) while connecting to upstream"),
+        Cause.SOCKET_PERMISSION_DENIED,
+    ),
+    (
+        re.compile(r"\(2: No such file or directory\) while connecting to upstream"),
+        Cause.SOCKET_MISSING,
+    ),
+    (
+        re.compile(r"\(111: Connection refused\) while connecting to upstream"),
+        Cause.CONNECTION_REFUSED,
+    ),
     (re.compile(r"upstream timed out"), Cause.UPSTREAM_TIMEOUT),
-    (re.compile(r"\(11[03]: (No route to host|Connection timed out)\) while connecting"), Cause.HOST_UNREACHABLE),
+    (
+        re.compile(r"\(11[03]: (No route to host|Connection timed out)\) while connecting"),
+        Cause.HOST_UNREACHABLE,
+    ),
     (re.compile(r"Primary script unknown"), Cause.SCRIPT_NOT_FOUND),
     (re.compile(r"(prematurely closed|104: Connection reset by peer)"), Cause.UPSTREAM_CLOSED),
 )
@@ -111,4 +126,8 @@ def explain(cause: Cause) -> str:
 
 def is_explained(status: int, nginx_lines: Sequence[str], fpm_lines: Sequence[str]) -> bool:
     """Tell whether the logs already hold a line that explains an error status."""
-    return classify(status, nginx_lines, fpm_lines) not in (Cause.UNKNOWN, Cause.NOT_FOUND, Cause.PHP_ERROR)
+    return classify(status, nginx_lines, fpm_lines) not in (
+        Cause.UNKNOWN,
+        Cause.NOT_FOUND,
+        Cause.PHP_ERROR,
+    )

@@ -36,7 +36,9 @@ class ConfigRejected(LabkitError, ValueError):
     def __init__(self, tool: str, output: str) -> None:
         self.tool = tool
         self.output = output
-        super().__init__(f"{tool} rejected the configuration; the lab keeps its last good one:\n{output}")
+        super().__init__(
+            f"{tool} rejected the configuration; the lab keeps its last good one:\n{output}"
+        )
 
 
 class BackendError(LabkitError):

@@ -142,7 +142,9 @@ def apt_mirror() -> str:
             continue
         text = path.read_text()
         found = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.MULTILINE)
-        found = found or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s+bookworm\b", text, re.MULTILINE)
+        found = found or re.search(
+            r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s+bookworm\b", text, re.MULTILINE
+        )
         if found:
             return found.group(1)
     return FALLBACK_MIRROR
@@ -165,7 +167,7 @@ def _run_streaming(command: list[str], progress: Progress) -> None:
     assert process.stdout is not None
     tail: list[str] = []
     for line in process.stdout:
-        tail = (tail + [line.rstrip()])[-10:]
+        tail = [*tail, line.rstrip()][-10:]
         progress(line.rstrip())
     if process.wait() != 0:
         raise BackendError(f"{command[0]} failed (exit {process.returncode}):\n" + "\n".join(tail))

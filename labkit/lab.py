@@ -16,6 +16,7 @@ left under the same lab name, and ``down()`` removes everything the lab created.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from labkit import render
+from labkit import render, scripts
 from labkit.backend import KIT_LABEL, LAB_LABEL, ROLE_LABEL, Container, Engine
 from labkit.config import (
     RESTART_DIRECTIVES,
@@ -41,9 +42,18 @@ from labkit.config import (
     config_from_dict,
     config_to_dict,
 )
-from labkit.errors import ApplyFailed, ConfigRejected, LabkitError, LabNotFound, LabTimeout
+from labkit.errors import (
+    ApplyFailed,
+    BackendError,
+    ConfigError,
+    ConfigRejected,
+    LabkitError,
+    LabNotFound,
+    LabTimeout,
+    ProbeError,
+)
 from labkit.images import LabImages, ensure_images, require_images
-from labkit.probe import Outcome, probe, read_socket, send_request
+from labkit.probe import Outcome, probe, send_request
 from labkit.wait import poll
 
 logger = logging.getLogger(__name__)
@@ -53,14 +63,26 @@ PID_LABEL = "labkit.pid"
 HOST_LABEL = "labkit.host"
 TOPOLOGY_LABEL = "labkit.topology"
 CREATED_LABEL = "labkit.created"
+DETACHED_LABEL = "labkit.detached"
+PID_START_LABEL = "labkit.pid_start"
+# A lab whose owning process is gone is reaped only after this many seconds, so a lab that is
+# still being created by a process on another pid namespace view is never taken for dead.
+REAP_GRACE = 60.0
 SESSION_ID = uuid.uuid4().hex[:12]
 STATE_FILE = "/etc/labkit/lab.json"
 FPM_READY = "ready to handle connections"
 START_LIMIT = 30.0
 # Resource limits per container, so one learner's runaway PHP cannot starve a room.
 LIMITS: dict[str, Any] = {"mem_limit": "256m", "pids_limit": 256, "cpu_shares": 512}
+# Only what each server needs as root before it drops to its workers' accounts: create the
+# socket in a directory it does not own (DAC_OVERRIDE), chown it, switch user, bind port 80,
+# and signal workers that run under another uid (KILL).
+SERVER_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]
+HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 
 Progress = Callable[[str], None]
+# A server container: files copied in before start, image, network settings, capabilities.
+_ServerSpec = tuple[dict[str, str], str, dict[str, Any], list[str]]
 
 
 @dataclass(frozen=True)
@@ -106,8 +128,13 @@ class Lab:
         topology: Topology | str = "pod",
         engine: Engine | None = None,
         progress: Progress | None = None,
+        port: int | None = None,
     ) -> None:
         self.name = check_lab_name(name)
+        if port is not None and (not isinstance(port, int) or not 1024 <= port <= 65535):
+            raise ConfigError("lab", "port", "None (any free port) or 1024 to 65535", port)
+        self._fixed_port = port
+        self._detached = False
         self.topology: Topology = check_topology(topology)
         self._engine = engine
         self._progress = progress or _log_progress
@@ -147,21 +174,26 @@ class Lab:
             BackendError: The engine is unreachable or refused an operation.
             LabTimeout: A server did not come up in time.
         """
-        images = ensure_images(self.engine, self._progress) if build else require_images(self.engine)
+        images = (
+            ensure_images(self.engine, self._progress) if build else require_images(self.engine)
+        )
+        reap_orphans(self.engine)
         self._sweep_leftovers()
+        self._detached = detach
         self.config = config or LabConfig()
         self._last_diff = ""
+
         self._progress(f"starting lab {self.name} ({self.topology})")
         rendered = render.render_lab(self.config)
-        self._create_shared()
         try:
+            self._create_shared()
             self._start_servers(images, rendered)
             self._wait_fpm_ready(time.time() - 60, START_LIMIT)
             self._wait_nginx_config(rendered.config_id)
-            self._save_state()
-        except BaseException:
+        except BaseException as error:
             self.engine.remove_objects({LAB_LABEL: self.name})
-            raise
+            raise self._start_failure(error) from error
+
         if not detach:
             self._register_atexit()
         logger.info("lab %s is up on %s", self.name, self.url)
@@ -186,17 +218,21 @@ class Lab:
         engine = engine or Engine()
         found = engine.find_containers({LAB_LABEL: check_lab_name(name), ROLE_LABEL: "php"})
         if not found:
-            raise LabNotFound(f"no lab named {name!r} is running; start it with `labkit up --lab {name}`")
+            raise LabNotFound(
+                f"no lab named {name!r} is running; start it with `labkit up --lab {name}`"
+            )
         fpm = found[0]
         lab = cls(name, fpm.labels.get(TOPOLOGY_LABEL, "pod"), engine)
-        state = json.loads(engine.read_file(fpm, STATE_FILE) or "{}")
-        lab.config = config_from_dict(state.get("config") or config_to_dict(LabConfig()))
-        lab._last_diff = state.get("last_diff", "")
         lab._containers = {"php": fpm}
         for role in ("nginx", "holder"):
             containers = engine.find_containers({LAB_LABEL: name, ROLE_LABEL: role})
             if containers:
                 lab._containers[role] = containers[0]
+        copies = [engine.read_file(c, STATE_FILE) for c in lab._containers.values()]
+        states = [json.loads(text) for text in copies if text]
+        state = max(states, key=lambda s: s.get("written", 0), default={})
+        lab.config = config_from_dict(state.get("config") or config_to_dict(LabConfig()))
+        lab._last_diff = state.get("last_diff", "")
         lab.port = engine.published_port(lab._front())
         return lab
 
@@ -226,18 +262,15 @@ class Lab:
             ApplyFailed: A server did not come back; the lab is back on its last good config.
         """
         new = self.config.with_changes(pool, nginx, pool_name)
-        old_files = render.render_lab(self.config)
-        new_files = render.render_lab(new)
-        actions = _needed_actions(self.config, new, old_files, new_files)
-        if not actions:
+        change = _Change.between(self.config, new)
+        if not change.actions:
             return ApplyResult("", ())
-        self._test_candidate(new, actions)
-        self._switch(old_files, new_files, actions)
-        self._last_diff = render.diff_files(old_files.all_files(), new_files.all_files())
-        self.config = new
-        self._save_state()
-        logger.info("lab %s applied: %s", self.name, ", ".join(actions))
-        return ApplyResult(self._last_diff, actions)
+
+        diff = render.diff_files(change.old.all_files(), change.new.all_files())
+        self._switch(change, self._state_files(new, diff))
+        self.config, self._last_diff = new, diff
+        logger.info("lab %s applied: %s", self.name, ", ".join(change.actions))
+        return ApplyResult(diff, change.actions)
 
     def reset(self) -> ApplyResult:
         """Return to Debian's default configuration."""
@@ -260,7 +293,9 @@ class Lab:
         files = self.config_text()
         matches = [path for path in files if path == name or path.endswith("/" + name)]
         if len(matches) != 1:
-            raise LabkitError(f"{name!r} names {len(matches)} of the lab's files: {', '.join(sorted(files))}")
+            raise LabkitError(
+                f"{name!r} names {len(matches)} of the lab's files: {', '.join(sorted(files))}"
+            )
         return files[matches[0]]
 
     def diff(self) -> str:
@@ -274,14 +309,17 @@ class Lab:
             Whether the tool accepted it, and what it printed.
         """
         if tool == "php-fpm":
-            files = {render.FPM_CANDIDATE: render.render_fpm_main(render.POOL_CANDIDATE_DIR)}
-            files[f"{render.POOL_CANDIDATE_DIR}/check.conf"] = text
-            return self._run_test("php", files)
-        if tool == "nginx":
+            main = render.render_fpm_main(render.POOL_CANDIDATE_DIR, pools=())
+            files = {render.FPM_CANDIDATE: main, f"{render.POOL_CANDIDATE_DIR}/check.conf": text}
+            role = "php"
+        elif tool == "nginx":
             main = render.render_nginx_main(self.config.nginx, render.NGINX_SITE_CANDIDATE, "check")
             files = {render.NGINX_CANDIDATE: main, render.NGINX_SITE_CANDIDATE: text}
-            return self._run_test("nginx", files)
-        raise ValueError(f"tool must be 'php-fpm' or 'nginx', got {tool!r}")
+            role = "nginx"
+        else:
+            raise ValueError(f"tool must be 'php-fpm' or 'nginx', got {tool!r}")
+        code, output = self._exec_script(role, _test_script(role, files, install=None))
+        return code == 0, output
 
     # Observation
 
@@ -293,9 +331,57 @@ class Lab:
         """
         upstream = self.config.nginx.upstream
         socket_path = upstream.path if isinstance(upstream, UnixSocket) else None
-        return probe(
-            self.engine, self.port, self._container("nginx"), self._container("php"), path, socket_path
-        )
+        try:
+            outcome = probe(
+                self.engine,
+                self.port,
+                self._container("nginx"),
+                self._container("php"),
+                path,
+                socket_path,
+            )
+        except ProbeError as error:
+            stopped = self.stopped_servers()
+            if stopped:
+                raise ProbeError(f"{error}; {_stopped_text(stopped)}") from error
+            raise
+        if outcome.status >= 500:
+            stopped = self.stopped_servers()
+            if stopped:
+                return dataclasses.replace(outcome, notes=(*outcome.notes, _stopped_text(stopped)))
+        return outcome
+
+    def stopped_servers(self) -> dict[str, str]:
+        """Return the lab's containers that are not running, with their state."""
+        states = {role: self.engine.state(c) for role, c in self._containers.items()}
+        return {role: state for role, state in states.items() if state != "running"}
+
+    def repair(self) -> list[str]:
+        """Start again any server container that stopped (killed, crashed, stopped by hand).
+
+        The configuration is the last one applied, so the lab comes back as it was.
+
+        Returns:
+            The roles that were started.
+
+        Raises:
+            LabTimeout: A server did not come back.
+        """
+        stopped = self.stopped_servers()
+        if "holder" in stopped:
+            raise LabkitError(
+                f"lab {self.name!r}: the holder of the shared network is gone; "
+                "run up() again to rebuild the lab"
+            )
+        since = time.time()
+        for role in stopped:
+            self.engine.start(self._container(role))
+        if "php" in stopped:
+            self._wait_fpm_ready(since, START_LIMIT)
+        if "nginx" in stopped:
+            self._wait_nginx_config(render.render_lab(self.config).config_id)
+        logger.info("lab %s repaired: %s", self.name, ", ".join(stopped) or "nothing")
+        return sorted(stopped)
 
     def run(self, role: str, command: Sequence[str], user: str = "root") -> str:
         """Run a command in the `php` or `nginx` container and return its output.
@@ -329,7 +415,17 @@ class Lab:
             PID_LABEL: str(os.getpid()),
             HOST_LABEL: socket.gethostname(),
             CREATED_LABEL: f"{time.time():.0f}",
+            DETACHED_LABEL: "1" if self._detached else "0",
+            PID_START_LABEL: _process_start(os.getpid()),
         }
+
+    def _start_failure(self, error: BaseException) -> BaseException:
+        if self._fixed_port and "address already in use" in str(error):
+            return BackendError(
+                f"port {self._fixed_port} on 127.0.0.1 is taken by another program; "
+                "choose another port, or leave port=None for a free one"
+            )
+        return error
 
     def _sweep_leftovers(self) -> None:
         removed = self.engine.remove_objects({LAB_LABEL: self.name})
@@ -342,40 +438,67 @@ class Lab:
 
     def _start_servers(self, images: LabImages, rendered: render.RenderedLab) -> None:
         network = f"labkit-{self.name}"
-        volumes = {f"labkit-{self.name}-sockets": {"bind": SOCKET_DIR, "mode": "rw"}}
-        published = {"80/tcp": ("127.0.0.1", None)}
-        common = {"detach": True, "volumes": volumes, **LIMITS}
+        published = {"80/tcp": ("127.0.0.1", self._fixed_port)}
         if self.topology == "pod":
             holder = self.engine.create_container(
-                {}, image=images.nginx, command=["sleep", "infinity"], init=True,
-                name=f"labkit-{self.name}-holder", labels=self._labels("holder"),
-                network=network, ports=published, hostname=self.name, mem_limit="32m",
-            )  # fmt: skip
+                {},
+                image=images.nginx,
+                command=["sleep", "infinity"],
+                init=True,
+                name=f"labkit-{self.name}-holder",
+                labels=self._labels("holder"),
+                network=network,
+                ports=published,
+                hostname=self.name,
+                mem_limit="32m",
+                pids_limit=16,
+                **HARDENING,
+            )
             self._containers["holder"] = holder
             fpm_net: dict[str, Any] = {"network_mode": f"container:{holder.id}"}
             nginx_net: dict[str, Any] = dict(fpm_net)
         else:
             fpm_net = self._network_spec(network, "php")
             nginx_net = {**self._network_spec(network, "nginx"), "ports": published}
-        specs = {
-            "php": (rendered.fpm, images.fpm, fpm_net),
-            "nginx": (rendered.nginx, images.nginx, nginx_net),
-        }
+        state = self._state_files(self.config, "")
+        self._create_servers(
+            {
+                "php": ({**rendered.fpm, **state}, images.fpm, fpm_net, SERVER_CAPABILITIES),
+                "nginx": (
+                    {**rendered.nginx, **state},
+                    images.nginx,
+                    nginx_net,
+                    [*SERVER_CAPABILITIES, "NET_BIND_SERVICE"],
+                ),
+            }
+        )
+        self.port = self.engine.published_port(self._front())
+
+    def _create_servers(self, specs: dict[str, _ServerSpec]) -> None:
         # Nginx resolves a host name in fastcgi_pass when it starts, so it must then wait for
         # PHP-FPM's container; with a socket or an address the two start side by side.
         upstream = self.config.nginx.upstream
         in_order = not isinstance(upstream, UnixSocket) and not _is_ip(upstream.host)
+        volumes = {f"labkit-{self.name}-sockets": {"bind": SOCKET_DIR, "mode": "rw"}}
         with ThreadPoolExecutor(max_workers=1 if in_order else 2) as pool:
             futures = {
                 role: pool.submit(
-                    self.engine.create_container, files, image=image,
-                    name=f"labkit-{self.name}-{role}", labels=self._labels(role), **net, **common,
-                )  # fmt: skip
-                for role, (files, image, net) in specs.items()
+                    self.engine.create_container,
+                    files,
+                    image=image,
+                    name=f"labkit-{self.name}-{role}",
+                    labels=self._labels(role),
+                    cap_add=capabilities,
+                    detach=True,
+                    volumes=volumes,
+                    **net,
+                    **LIMITS,
+                    **HARDENING,
+                )
+                for role, (files, image, net, capabilities) in specs.items()
             }
             for role, future in futures.items():
                 self._containers[role] = future.result()
-        self.port = self.engine.published_port(self._front())
 
     def _network_spec(self, network: str, alias: str) -> dict[str, Any]:
         return {
@@ -397,116 +520,90 @@ class Lab:
             atexit.register(self.down)
             self._atexit_registered = True
 
-    def _save_state(self) -> None:
-        state = {"config": config_to_dict(self.config), "last_diff": self._last_diff}
-        self.engine.put_files(self._container("php"), {STATE_FILE: json.dumps(state, indent=1)})
+    def _state_files(self, config: LabConfig, last_diff: str) -> dict[str, str]:
+        """Return the state file that lets `attach()` pick the lab up from another process.
+
+        It is written into every container an apply touches, with a time stamp, and `attach()`
+        believes the newest copy.
+        """
+        state = {"written": time.time(), "config": config_to_dict(config), "last_diff": last_diff}
+        return {STATE_FILE: json.dumps(state, indent=1)}
 
     # Internals: applying
 
-    def _test_candidate(self, new: LabConfig, actions: tuple[str, ...]) -> None:
-        candidate = render.render_lab(new, candidate=True)
-        if any(a.startswith("php-fpm") for a in actions):
-            accepted, output = self._run_test("php", candidate.fpm)
-            if not accepted:
-                raise ConfigRejected("php-fpm", output)
-        if "nginx reload" in actions:
-            accepted, output = self._run_test("nginx", candidate.nginx)
-            if not accepted:
-                raise ConfigRejected("nginx", output)
-
-    def _run_test(self, role: str, files: dict[str, str]) -> tuple[bool, str]:
-        container = self._container(role)
-        self.engine.put_files(container, files)
-        main = next(p for p in files if p in (render.FPM_CANDIDATE, render.NGINX_CANDIDATE))
-        tool = ["php-fpm8.2", "-t", "-y", main] if role == "php" else ["nginx", "-t", "-c", main]
-        # The candidates are removed in the same exec so `ls /etc/...` never shows them.
-        script = '"$@"; code=$?; rm -rf ' + " ".join(_shell_quote(p) for p in _tops(files))
-        code, output = self.engine.exec(container, ["sh", "-c", script + "; exit $code", "test", *tool])
-        return code == 0, _real_paths(output.strip())
-
-    def _switch(
-        self, old: render.RenderedLab, new: render.RenderedLab, actions: tuple[str, ...]
-    ) -> None:
-        try:
-            self._write_and_restart(new, old, actions)
-        except LabkitError as error:
-            tail = self.engine.log_tail(self._container("php")) + "\n" + self.engine.log_tail(
-                self._container("nginx")
-            )
-            self._rollback(old, new, actions)
-            raise ApplyFailed(f"lab {self.name!r}: the new configuration did not come up ({error})", tail) from error
-
-    def _write_and_restart(
-        self, files: render.RenderedLab, previous: render.RenderedLab, actions: tuple[str, ...]
-    ) -> None:
+    def _switch(self, change: _Change, state: dict[str, str]) -> None:
+        """Test every changed side, install it, restart or reload, and roll back on failure."""
+        roles = change.roles()
+        if len(roles) == 2:
+            # Both sides change: test Nginx first, so a refusal leaves PHP-FPM untouched too.
+            self._run_checked("nginx", _test_script("nginx", change.candidate.nginx, None))
         since = time.time()
-        fpm = self._container("php")
         address_before = self._fpm_address()
-        if any(a.startswith("php-fpm") for a in actions):
-            self._replace_pool_files(files, previous)
-        if "php-fpm restart" in actions:
-            self.engine.restart(fpm, timeout=5)
-        elif "php-fpm reload" in actions:
-            self.engine.signal(fpm, "SIGUSR2")
-        if any(a.startswith("php-fpm") for a in actions):
-            self._wait_fpm_ready(since, START_LIMIT)
-        moved = self._fpm_address() != address_before
-        if "nginx reload" in actions or moved:
-            # Nginx resolves `php` once per (re)load, so a PHP-FPM that came back on another
-            # address needs a reload too.
-            self._reload_nginx(files)
+        try:
+            if "php" in roles:
+                self._install_fpm(change, state, since)
+            if "nginx" in roles or self._fpm_address() != address_before:
+                # Nginx resolves `php` when it loads its configuration, so a PHP-FPM that came
+                # back on another address needs a reload even when the site did not change.
+                self._install_nginx(change.candidate.nginx, change.new, state)
+        except ConfigRejected:
+            raise
+        except LabkitError as error:
+            tail = "\n".join(self.engine.log_tail(self._container(r)) for r in ("php", "nginx"))
+            self._rollback(change)
+            message = f"lab {self.name!r}: the new configuration did not come up ({error})"
+            raise ApplyFailed(message, tail) from error
 
-    def _reload_nginx(self, files: render.RenderedLab) -> None:
-        """Reload Nginx and return once only workers with the new configuration accept.
+    def _install_fpm(self, change: _Change, state: dict[str, str], since: float) -> None:
+        restart = "php-fpm restart" in change.actions
+        stale = sorted(set(change.old.fpm) - set(change.new.fpm))
+        script = _test_script(
+            "php", change.candidate.fpm, {**change.new.fpm, **state}, stale,
+            signal=None if restart else "USR2",
+        )  # fmt: skip
+        self._run_checked("php", script)
+        if restart:
+            self.engine.restart(self._container("php"), timeout=5)
+        self._wait_fpm_ready(since, START_LIMIT)
 
-        A reload returns before the old worker stops accepting: for a moment old and new
-        workers share the listening socket, so one answer with the new configuration does not
-        mean the next request gets it. The old worker renames itself "is shutting down"
-        once it has closed its listening sockets.
-        """
-        nginx = self._container("nginx")
-        old_workers = self._nginx_workers()
-        self.engine.put_files(nginx, files.nginx)
-        self.engine.signal(nginx, "SIGHUP")
-
-        def replaced() -> bool | None:
-            workers = self._nginx_workers()
-            return True if workers and not workers & old_workers else None
-
-        if not poll(replaced, START_LIMIT, interval=0.01):
-            raise LabTimeout("Nginx's old worker to stop accepting", START_LIMIT,
-                             self.engine.state(nginx), self.engine.log_tail(nginx))  # fmt: skip
+    def _install_nginx(
+        self, candidate: dict[str, str], files: render.RenderedLab, state: dict[str, str]
+    ) -> None:
+        script = _test_script("nginx", candidate, {**files.nginx, **state})
+        self._run_checked("nginx", script + scripts.reload_nginx_and_wait())
         self._wait_nginx_config(files.config_id)
 
-    def _nginx_workers(self) -> set[str]:
-        """Return the pids of Nginx workers that still accept connections."""
-        code, output = self.engine.exec(self._container("nginx"), ["ps", "-eo", "pid=,args="])
+    def _run_checked(self, role: str, script: str) -> str:
+        """Run a script from `labkit.scripts`; a failed config test raises `ConfigRejected`."""
+        code, output = self._exec_script(role, script)
+        if code == scripts.TEST_FAILED:
+            tool = "php-fpm" if role == "php" else "nginx"
+            raise ConfigRejected(tool, output.replace(scripts.TEST_FAILED_MARK, "").strip())
         if code != 0:
-            return set()
-        rows = (line.split(None, 1) for line in output.splitlines() if line.strip())
-        return {row[0] for row in rows if len(row) == 2 and row[1].strip() == "nginx: worker process"}
+            raise LabkitError(
+                f"installing the configuration in {role} failed (exit {code}): {output}"
+            )
+        return output
 
-    def _replace_pool_files(self, files: render.RenderedLab, previous: render.RenderedLab) -> None:
-        fpm = self._container("php")
-        # A pool dropped from the model must leave pool.d, or PHP-FPM would still load it.
-        stale = sorted(set(previous.fpm) - set(files.fpm))
-        if stale and self.engine.state(fpm) == "running":
-            self.engine.exec(fpm, ["rm", "-f", *stale])
-        elif stale:
-            # A stopped container takes files but runs no `rm`; an empty include is harmless.
-            files = render.RenderedLab({**files.fpm, **dict.fromkeys(stale, "")}, {}, "")
-        self.engine.put_files(fpm, files.fpm)
+    def _exec_script(self, role: str, script: str) -> tuple[int, str]:
+        code, output = self.engine.exec(self._container(role), ["sh", "-c", script])
+        return code, _real_paths(output.strip())
 
-    def _rollback(
-        self, old: render.RenderedLab, failed: render.RenderedLab, actions: tuple[str, ...]
-    ) -> None:
+    def _rollback(self, change: _Change) -> None:
         logger.warning("lab %s: rolling back to the last good configuration", self.name)
         fpm = self._container("php")
-        if self.engine.state(fpm) != "running" or any(a.startswith("php-fpm") for a in actions):
-            self._replace_pool_files(old, failed)
-            self.engine.restart(fpm, timeout=5)
-            self._wait_fpm_ready(time.time() - 0.5, START_LIMIT)
-        self._reload_nginx(old)
+        old_state = self._state_files(change.old_config, self._last_diff)
+        added = sorted(set(change.new.fpm) - set(change.old.fpm))
+        if self.engine.state(fpm) == "running":
+            self._run_checked("php", scripts.install_files({**change.old.fpm, **old_state}, added))
+        else:
+            # A stopped container takes copied files but runs nothing; an empty include is harmless.
+            self.engine.put_files(fpm, {**change.old.fpm, **old_state, **dict.fromkeys(added, "")})
+        self.engine.restart(fpm, timeout=5)
+        self._wait_fpm_ready(time.time() - 0.5, START_LIMIT)
+        self._install_nginx(
+            render.render_lab(change.old_config, candidate=True).nginx, change.old, old_state
+        )
 
     def _fpm_address(self) -> str | None:
         if self.topology == "pod":
@@ -527,37 +624,79 @@ class Lab:
         result = poll(ready, limit, interval=0.01)
         if result != "ready":
             state = result or self.engine.state(fpm)
-            raise LabTimeout("PHP-FPM to log 'ready to handle connections'", limit, state, self.engine.log_tail(fpm))
+            raise LabTimeout(
+                "PHP-FPM to log 'ready to handle connections'",
+                limit,
+                state,
+                self.engine.log_tail(fpm),
+            )
 
     def _wait_nginx_config(self, config_id: str, limit: float = START_LIMIT) -> None:
         nginx = self._container("nginx")
 
         def answering() -> bool | None:
             try:
-                return True if send_request(self.port, "/index.html", 2.0).config_id == config_id else None
+                return (
+                    True
+                    if send_request(self.port, "/index.html", 2.0).config_id == config_id
+                    else None
+                )
             except LabkitError:
                 return None
 
         if not poll(answering, limit, interval=0.01):
             state = self.engine.state(nginx)
-            raise LabTimeout(f"Nginx to answer with configuration {config_id}", limit, state, self.engine.log_tail(nginx))
+            raise LabTimeout(
+                f"Nginx to answer with configuration {config_id}",
+                limit,
+                state,
+                self.engine.log_tail(nginx),
+            )
 
 
-def _needed_actions(
-    old: LabConfig, new: LabConfig, old_files: render.RenderedLab, new_files: render.RenderedLab
-) -> tuple[str, ...]:
-    actions: list[str] = []
-    if old_files.fpm != new_files.fpm:
-        actions.append("php-fpm restart" if _needs_restart(old, new) else "php-fpm reload")
-    if old_files.nginx != new_files.nginx:
-        actions.append("nginx reload")
-    return tuple(actions)
+@dataclass(frozen=True)
+class _Change:
+    """One apply: both configurations, their files, the candidates to test, what must happen."""
+
+    old_config: LabConfig
+    new_config: LabConfig
+    old: render.RenderedLab
+    new: render.RenderedLab
+    candidate: render.RenderedLab
+    actions: tuple[str, ...]
+
+    @classmethod
+    def between(cls, old: LabConfig, new: LabConfig) -> _Change:
+        old_files, new_files = render.render_lab(old), render.render_lab(new)
+        actions: list[str] = []
+        if old_files.fpm != new_files.fpm:
+            actions.append("php-fpm restart" if _needs_restart(old, new) else "php-fpm reload")
+        if old_files.nginx != new_files.nginx:
+            actions.append("nginx reload")
+        candidate = render.render_lab(new, candidate=True)
+        return cls(old, new, old_files, new_files, candidate, tuple(actions))
+
+    def roles(self) -> list[str]:
+        roles = ["php"] if any(a.startswith("php-fpm") for a in self.actions) else []
+        return roles + (["nginx"] if "nginx reload" in self.actions else [])
+
+
+def _test_script(
+    role: str,
+    candidate: Mapping[str, str],
+    install: Mapping[str, str] | None,
+    remove: Sequence[str] = (),
+    signal: str | None = None,
+) -> str:
+    main = render.FPM_CANDIDATE if role == "php" else render.NGINX_CANDIDATE
+    command = ["php-fpm8.2", "-t", "-y", main] if role == "php" else ["nginx", "-t", "-c", main]
+    return scripts.test_and_install(command, candidate, _tops(candidate), install, remove, signal)
 
 
 def _needs_restart(old: LabConfig, new: LabConfig) -> bool:
     if [p.name for p in old.pools] != [p.name for p in new.pools]:
         return True
-    for before, after in zip(old.pools, new.pools):
+    for before, after in zip(old.pools, new.pools, strict=True):
         changed = set(before.directives) ^ set(after.directives)
         if any(key in RESTART_DIRECTIVES for key, _ in changed):
             return True
@@ -574,7 +713,10 @@ def _is_ip(host: str | None) -> bool:
 
 def _tops(files: Mapping[str, str]) -> list[str]:
     """Return the candidate files and directories to remove after a test."""
-    tops = {render.POOL_CANDIDATE_DIR if p.startswith(render.POOL_CANDIDATE_DIR + "/") else p for p in files}
+    tops = {
+        render.POOL_CANDIDATE_DIR if p.startswith(render.POOL_CANDIDATE_DIR + "/") else p
+        for p in files
+    }
     return sorted(tops)
 
 
@@ -588,10 +730,6 @@ def _real_paths(output: str) -> str:
     ):
         output = output.replace(candidate, real)
     return output
-
-
-def _shell_quote(path: str) -> str:
-    return "'" + path.replace("'", "'\\''") + "'"
 
 
 def _log_progress(line: str) -> None:
@@ -609,7 +747,15 @@ def list_labs(engine: Engine | None = None) -> list[LabInfo]:
         containers = [o for o in objects if o.get(ROLE_LABEL) in ("php", "nginx", "holder")]
         first = objects[0]
         created = min(float(o.get(CREATED_LABEL, "0") or 0) for o in objects)
-        labs.append(LabInfo(name, first.get(TOPOLOGY_LABEL, "?"), len(containers), created, first.get(SESSION_LABEL, "?")))
+        labs.append(
+            LabInfo(
+                name,
+                first.get(TOPOLOGY_LABEL, "?"),
+                len(containers),
+                created,
+                first.get(SESSION_LABEL, "?"),
+            )
+        )
     return labs
 
 
@@ -617,3 +763,52 @@ def remove_all_labs(engine: Engine | None = None) -> int:
     """Remove every object of every lab; return how many were removed."""
     engine = engine or Engine()
     return engine.remove_objects({KIT_LABEL: "labkit"})
+
+
+def reap_orphans(engine: Engine, grace: float = REAP_GRACE) -> list[str]:
+    """Remove labs whose owning process on this host is gone, once they are `grace` seconds old.
+
+    A kernel killed with SIGKILL runs no clean-up; its labs carry the owner's pid, the pid's
+    start time and the host name, so any later `up()` on the same host can tell that the owner
+    is gone (and not merely a new process that reuses the pid). Labs started by the CLI
+    (`detached`) belong to nobody and stay until `labkit down`.
+
+    Returns:
+        The names of the labs removed.
+    """
+    owners: dict[str, dict[str, str]] = {}
+    for labels in engine.list_labels(LAB_LABEL):
+        if labels.get(ROLE_LABEL) in ("php", "nginx", "holder", "network", "sockets"):
+            owners.setdefault(labels[LAB_LABEL], labels)
+    reaped = []
+    for name, labels in sorted(owners.items()):
+        if _is_orphan(labels, grace):
+            engine.remove_objects({LAB_LABEL: name, SESSION_LABEL: labels.get(SESSION_LABEL, "")})
+            logger.warning("reaped lab %s: its owner (pid %s) is gone", name, labels.get(PID_LABEL))
+            reaped.append(name)
+    return reaped
+
+
+def _is_orphan(labels: Mapping[str, str], grace: float) -> bool:
+    if labels.get(DETACHED_LABEL, "1") != "0" or labels.get(HOST_LABEL) != socket.gethostname():
+        return False
+    if time.time() - float(labels.get(CREATED_LABEL, "0") or 0) < grace:
+        return False
+    pid = labels.get(PID_LABEL, "")
+    return not pid.isdigit() or _process_start(int(pid)) != labels.get(PID_START_LABEL)
+
+
+def _process_start(pid: int) -> str:
+    """Return when a process started (clock ticks since boot), or "" if it does not exist."""
+    # Limitation: without /proc (macOS) every owner reads as "", so labs are never reaped there.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return ""
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _stopped_text(stopped: Mapping[str, str]) -> str:
+    servers = ", ".join(f"{role} is {state}" for role, state in sorted(stopped.items()))
+    return f"the lab noticed: {servers}; lab.repair() starts it again"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from labkit.backend import Container, Engine
@@ -54,6 +55,7 @@ class Outcome:
     socket: SocketFile | None
     config_id: str
     seconds: float
+    notes: tuple[str, ...] = ()
 
     @property
     def explanation(self) -> str:
@@ -76,6 +78,7 @@ class Outcome:
         lines += [f"php-fpm: {line}" for line in self.fpm_log]
         if self.socket is not None:
             lines.append(f"socket: {self.socket.listing()}")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -153,14 +156,16 @@ def probe(
     Raises:
         ProbeError: Nginx gave no HTTP answer.
     """
-    since = time.time()
-    started = time.monotonic()
-    response = send_request(port, path)
-    seconds = time.monotonic() - started
-    nginx_lines, fpm_lines = collect_logs(engine, nginx, fpm, since, response.status)
-    socket = read_socket(engine, nginx, socket_path) if socket_path else None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # The socket is read while the request runs: an exec costs more than a request here.
+        socket = background.submit(read_socket, engine, nginx, socket_path) if socket_path else None
+        since = time.time()
+        started = time.monotonic()
+        response = send_request(port, path)
+        seconds = time.monotonic() - started
+        nginx_lines, fpm_lines = collect_logs(engine, nginx, fpm, since, response.status)
     cause = classify(response.status, nginx_lines, fpm_lines)
     return Outcome(
         path, response.status, cause, response.body, tuple(nginx_lines), tuple(fpm_lines),
-        socket, response.config_id, seconds,
+        socket.result() if socket else None, response.config_id, seconds,
     )  # fmt: skip

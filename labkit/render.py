@@ -23,7 +23,6 @@ NGINX_CANDIDATE = "/etc/nginx/labkit-candidate.conf"
 NGINX_SITE_CANDIDATE = "/etc/nginx/labkit-candidate-site"
 CONFIG_HEADER = "X-Labkit-Config"
 # The dot keeps this name apart from every pool's `<name>.conf`: pool names have no dots.
-WORKER_LOG_FILE = "zz-labkit-logging.workers.conf"
 
 _BANNER = "Written by labkit"
 
@@ -48,12 +47,12 @@ def render_pool(pool: PoolConfig) -> str:
 
 
 def render_worker_logging(pools: tuple[PoolConfig, ...]) -> str:
-    """Render the file that sends workers' log lines to the container log.
+    """Render the sections that send workers' log lines to the container log.
 
     A worker writes "Connection disallowed" (listen.allowed_clients) to its own stderr, which
     PHP-FPM throws away unless `catch_workers_output` is on; the lab reads that line to name
-    the cause. Like the official php images' docker.conf, this file reopens each pool's section
-    and, read last, wins over the same directives in the pool's own file.
+    the cause. Placed in php-fpm.conf after the `include`, these sections reopen each pool
+    (as the official php images' docker.conf does) and are read after every pool file.
     """
     lines = [f"; {_BANNER}: workers' log lines go to the container log, where the lab reads them."]
     for pool in pools:
@@ -61,9 +60,9 @@ def render_worker_logging(pools: tuple[PoolConfig, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_fpm_main(pool_dir: str = POOL_DIR) -> str:
-    """Render php-fpm.conf: foreground master logging to the container's stderr."""
-    return (
+def render_fpm_main(pool_dir: str = POOL_DIR, pools: tuple[PoolConfig, ...] = ()) -> str:
+    """Render php-fpm.conf: a foreground master logging to the container's stderr."""
+    main = (
         f"; {_BANNER}.\n"
         "[global]\n"
         f"pid = /run/php{PHP_VERSION}-fpm.pid\n"
@@ -72,6 +71,7 @@ def render_fpm_main(pool_dir: str = POOL_DIR) -> str:
         "daemonize = no\n"
         f"include = {pool_dir}/*.conf\n"
     )
+    return main + ("\n" + render_worker_logging(pools) if pools else "")
 
 
 def render_site(nginx: NginxConfig) -> str:
@@ -131,9 +131,8 @@ def render_lab(config: LabConfig, candidate: bool = False) -> RenderedLab:
     """Render every file of a lab, at the real paths or at the candidate paths used for tests."""
     pool_dir = POOL_CANDIDATE_DIR if candidate else POOL_DIR
     site_path = NGINX_SITE_CANDIDATE if candidate else NGINX_SITE
-    fpm = {FPM_CANDIDATE if candidate else FPM_MAIN: render_fpm_main(pool_dir)}
+    fpm = {FPM_CANDIDATE if candidate else FPM_MAIN: render_fpm_main(pool_dir, config.pools)}
     fpm.update({f"{pool_dir}/{p.name}.conf": render_pool(p) for p in config.pools})
-    fpm[f"{pool_dir}/{WORKER_LOG_FILE}"] = render_worker_logging(config.pools)
     site = render_site(config.nginx)
     config_id = hashlib.sha256((site + repr(config.nginx)).encode()).hexdigest()[:12]
     main = render_nginx_main(config.nginx, site_path, config_id)

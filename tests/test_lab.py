@@ -61,7 +61,9 @@ def test_socket_owner_mismatch_gives_502_until_mode_0666(make_lab: MakeLab, topo
 
 
 @BOTH
-def test_fastcgi_pass_to_missing_socket_gives_socket_missing(make_lab: MakeLab, topology: str) -> None:
+def test_fastcgi_pass_to_missing_socket_gives_socket_missing(
+    make_lab: MakeLab, topology: str
+) -> None:
     lab = make_lab(topology)
 
     lab.apply(nginx={"fastcgi_pass": "unix:/run/php/php7.4-fpm.sock"})
@@ -202,7 +204,10 @@ def test_images_know_the_same_accounts(make_lab: MakeLab) -> None:
     lab = make_lab("pod")
 
     tables = {
-        role: (lab.run(role, ["getent", "passwd", *IMAGE_USERS]), lab.run(role, ["getent", "group", *IMAGE_GROUPS]))
+        role: (
+            lab.run(role, ["getent", "passwd", *IMAGE_USERS]),
+            lab.run(role, ["getent", "group", *IMAGE_GROUPS]),
+        )
         for role in ("php", "nginx")
     }
 
