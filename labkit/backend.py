@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import socket
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +31,7 @@ LAB_LABEL = "labkit.lab"
 ROLE_LABEL = "labkit.role"
 
 Container = Any
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 ENGINE_HELP = (
     "No Docker engine is reachable. On Debian as root, `make engine` installs docker.io and "
     "starts dockerd; elsewhere start Docker (or Docker Desktop) and check `docker info`."
@@ -54,9 +57,26 @@ class Engine:
     """A connection to one Docker engine, with the few operations labs need."""
 
     def __init__(self, client: Any | None = None) -> None:
+        if client is None:
+            _check_unix_socket(os.environ.get("DOCKER_HOST", DEFAULT_DOCKER_HOST))
         with engine_errors("connecting to the Docker engine"):
             self.client = client or docker.from_env(timeout=120)
-            self.client.ping()
+        try:
+            with engine_errors("connecting to the Docker engine"):
+                self.client.ping()
+        except BackendError:
+            self.client.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection to the engine."""
+        self.client.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # Images
 
@@ -151,7 +171,11 @@ class Engine:
 
     def find_containers(self, labels: Mapping[str, str]) -> list[Container]:
         with engine_errors("listing containers"):
-            return list(self.client.containers.list(all=True, filters=_label_filter(labels)))
+            return list(
+                self.client.containers.list(
+                    all=True, filters=_label_filter(labels), ignore_removed=True
+                )
+            )
 
     def remove_objects(self, labels: Mapping[str, str]) -> int:
         """Remove every container, then network and volume, carrying all of `labels`.
@@ -162,7 +186,9 @@ class Engine:
         removed = 0
         filters = _label_filter(labels)
         with engine_errors("removing lab objects"):
-            for container in self.client.containers.list(all=True, filters=filters):
+            for container in self.client.containers.list(
+                all=True, filters=filters, ignore_removed=True
+            ):
                 _ignore_missing(partial(container.remove, force=True, v=True))
                 removed += 1
             for network in self.client.networks.list(filters=filters):
@@ -177,7 +203,10 @@ class Engine:
         """Return the labels of every container, network and volume that has label `key`."""
         filters = {"label": [key]}
         with engine_errors("listing lab objects"):
-            found = [c.labels for c in self.client.containers.list(all=True, filters=filters)]
+            found = [
+                c.labels
+                for c in self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+            ]
             found += [
                 n.attrs.get("Labels") or {} for n in self.client.networks.list(filters=filters)
             ]
@@ -271,6 +300,24 @@ class Engine:
             return str(container.logs(tail=lines).decode(errors="replace")).rstrip()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             return f"(log unavailable: {error})"
+
+
+def _check_unix_socket(host: str) -> None:
+    """Fail early, and cleanly, when a unix socket engine address has nothing behind it.
+
+    The SDK asks the engine for its API version while it is being built; when that fails it
+    raises without closing the socket it opened, which leaks a file descriptor per attempt.
+    """
+    if not host.startswith("unix://"):
+        return
+    path = host[len("unix://") :]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError as error:
+            raise BackendError(
+                f"connecting to the Docker engine at {host}: {error}\n{ENGINE_HELP}"
+            ) from error
 
 
 def _label_filter(labels: Mapping[str, str]) -> dict[str, list[str]]:

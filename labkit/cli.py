@@ -184,7 +184,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _images_build(args: argparse.Namespace) -> int:
-    tags = ensure_images(Engine(), progress=print)
+    with Engine() as engine:
+        tags = ensure_images(engine, progress=print)
     print(f"images ready: {tags.fpm} {tags.nginx}")
     return 0
 

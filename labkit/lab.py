@@ -135,6 +135,7 @@ class Lab:
             raise ConfigError("lab", "port", "None (any free port) or 1024 to 65535", port)
         self._fixed_port = port
         self._detached = False
+        self._owns_engine = False
         self.topology: Topology = check_topology(topology)
         self._engine = engine
         self._progress = progress or _log_progress
@@ -156,6 +157,7 @@ class Lab:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = Engine()
+            self._owns_engine = True
         return self._engine
 
     @property
@@ -174,10 +176,16 @@ class Lab:
             BackendError: The engine is unreachable or refused an operation.
             LabTimeout: A server did not come up in time.
         """
-        images = (
-            ensure_images(self.engine, self._progress) if build else require_images(self.engine)
-        )
-        reap_orphans(self.engine)
+        try:
+            return self._up(build, detach, config)
+        except BaseException:
+            self._release_engine()
+            raise
+
+    def _up(self, build: bool, detach: bool, config: LabConfig | None) -> Lab:
+        engine = self.engine
+        images = ensure_images(engine, self._progress) if build else require_images(engine)
+        reap_orphans(engine)
         self._sweep_leftovers()
         self._detached = detach
         self.config = config or LabConfig()
@@ -206,7 +214,13 @@ class Lab:
         if self._atexit_registered:
             atexit.unregister(self.down)
             self._atexit_registered = False
+        self._release_engine()
         logger.info("lab %s removed (%d objects)", self.name, removed)
+
+    def _release_engine(self) -> None:
+        if self._owns_engine and self._engine is not None:
+            self._engine.close()
+            self._engine, self._owns_engine = None, False
 
     @classmethod
     def attach(cls, name: str = "default", engine: Engine | None = None) -> Lab:
@@ -215,14 +229,18 @@ class Lab:
         Raises:
             LabNotFound: No lab of that name is on the engine.
         """
+        owns_engine = engine is None
         engine = engine or Engine()
         found = engine.find_containers({LAB_LABEL: check_lab_name(name), ROLE_LABEL: "php"})
         if not found:
+            if owns_engine:
+                engine.close()
             raise LabNotFound(
                 f"no lab named {name!r} is running; start it with `labkit up --lab {name}`"
             )
         fpm = found[0]
         lab = cls(name, fpm.labels.get(TOPOLOGY_LABEL, "pod"), engine)
+        lab._owns_engine = owns_engine
         lab._containers = {"php": fpm}
         for role in ("nginx", "holder"):
             containers = engine.find_containers({LAB_LABEL: name, ROLE_LABEL: role})
@@ -383,6 +401,21 @@ class Lab:
         logger.info("lab %s repaired: %s", self.name, ", ".join(stopped) or "nothing")
         return sorted(stopped)
 
+    def kill(self, role: str, signal: str = "SIGKILL") -> None:
+        """Send a signal to a server's main process, as a crash or an operator would.
+
+        Args:
+            role: ``php`` or ``nginx``.
+            signal: For example ``SIGKILL`` (a crash) or ``SIGTERM`` (a stop).
+        """
+        self.engine.signal(self._container(role), signal)
+
+    def address(self, role: str) -> str | None:
+        """Return a server's address on the lab network (None in `pod`, where both share one)."""
+        if self.topology == "pod":
+            return None
+        return self.engine.address(self._container(role), f"labkit-{self.name}")
+
     def run(self, role: str, command: Sequence[str], user: str = "root") -> str:
         """Run a command in the `php` or `nginx` container and return its output.
 
@@ -538,11 +571,11 @@ class Lab:
             # Both sides change: test Nginx first, so a refusal leaves PHP-FPM untouched too.
             self._run_checked("nginx", _test_script("nginx", change.candidate.nginx, None))
         since = time.time()
-        address_before = self._fpm_address()
+        address_before = self.address("php")
         try:
             if "php" in roles:
                 self._install_fpm(change, state, since)
-            if "nginx" in roles or self._fpm_address() != address_before:
+            if "nginx" in roles or self.address("php") != address_before:
                 # Nginx resolves `php` when it loads its configuration, so a PHP-FPM that came
                 # back on another address needs a reload even when the site did not change.
                 self._install_nginx(change.candidate.nginx, change.new, state)
@@ -604,11 +637,6 @@ class Lab:
         self._install_nginx(
             render.render_lab(change.old_config, candidate=True).nginx, change.old, old_state
         )
-
-    def _fpm_address(self) -> str | None:
-        if self.topology == "pod":
-            return None
-        return self.engine.address(self._container("php"), f"labkit-{self.name}")
 
     # Internals: waiting
 
@@ -738,7 +766,9 @@ def _log_progress(line: str) -> None:
 
 def list_labs(engine: Engine | None = None) -> list[LabInfo]:
     """Return every lab on the engine, from the labels of its objects."""
-    engine = engine or Engine()
+    if engine is None:
+        with Engine() as own:
+            return list_labs(own)
     found: dict[str, list[dict[str, str]]] = {}
     for labels in engine.list_labels(LAB_LABEL):
         found.setdefault(labels[LAB_LABEL], []).append(labels)
@@ -761,7 +791,9 @@ def list_labs(engine: Engine | None = None) -> list[LabInfo]:
 
 def remove_all_labs(engine: Engine | None = None) -> int:
     """Remove every object of every lab; return how many were removed."""
-    engine = engine or Engine()
+    if engine is None:
+        with Engine() as own:
+            return own.remove_objects({KIT_LABEL: "labkit"})
     return engine.remove_objects({KIT_LABEL: "labkit"})
 
 

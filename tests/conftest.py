@@ -34,3 +34,9 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
     yield make
     for lab in labs:
         lab.down()
+
+
+@pytest.fixture
+def new_lab_name() -> Callable[[str], str]:
+    """Return the function that makes unique lab names, for tests that start labs themselves."""
+    return unique_lab_name

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.engine, pytest.mark.leakcheck]
 def test_suite_leaves_no_container_network_or_volume() -> None:
     started = float(os.environ["LABKIT_TEST_START"])
 
-    labelled = Engine().list_labels(KIT_LABEL)
+    with Engine() as engine:
+        labelled = engine.list_labels(KIT_LABEL)
     left = [labels for labels in labelled if float(labels.get(CREATED_LABEL, "0")) >= started]
 
     assert left == []

@@ -1,0 +1,64 @@
+"""What a lab exposes: only Nginx's port on 127.0.0.1, no privileges, PHP-FPM kept inside."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from labkit import Lab, LabkitError
+from labkit.backend import LAB_LABEL, ROLE_LABEL
+
+pytestmark = pytest.mark.engine
+
+MakeLab = Callable[..., Lab]
+FASTCGI = ["env", "SCRIPT_FILENAME=/var/www/html/whoami.php", "REQUEST_METHOD=GET", "cgi-fcgi"]
+
+
+def containers_of(lab: Lab) -> dict[str, dict[str, object]]:
+    found = lab.engine.find_containers({LAB_LABEL: lab.name})
+    return {c.labels[ROLE_LABEL]: c.attrs for c in found}
+
+
+@pytest.mark.parametrize(("topology", "front"), [("pod", "holder"), ("network", "nginx")])
+def test_only_the_front_publishes_and_only_on_loopback(
+    make_lab: MakeLab, topology: str, front: str
+) -> None:
+    lab = make_lab(topology)
+
+    published = {
+        role: attrs["HostConfig"]["PortBindings"] or {}  # type: ignore[index]
+        for role, attrs in containers_of(lab).items()
+    }
+
+    assert {role for role, ports in published.items() if ports} == {front}
+    assert [b["HostIp"] for b in published[front]["80/tcp"]] == ["127.0.0.1"]
+
+
+def test_containers_run_unprivileged_without_host_mounts(make_lab: MakeLab) -> None:
+    lab = make_lab("pod")
+
+    for role, attrs in containers_of(lab).items():
+        host = attrs["HostConfig"]
+        mounts = attrs["Mounts"]
+        assert host["Privileged"] is False, role  # type: ignore[index]
+        assert host["CapDrop"] == ["ALL"], role  # type: ignore[index]
+        assert "no-new-privileges:true" in host["SecurityOpt"], role  # type: ignore[index]
+        assert all(m["Type"] == "volume" for m in mounts), role  # type: ignore[union-attr]
+        assert not any("docker.sock" in str(m) for m in mounts), role  # type: ignore[union-attr]
+        assert host["Memory"] > 0 and host["PidsLimit"] > 0, role  # type: ignore[index]
+
+
+def test_fpm_on_all_interfaces_is_reachable_inside_its_lab_only(make_lab: MakeLab) -> None:
+    open_lab = make_lab("network", tag="open")
+    other_lab = make_lab("network", tag="other")
+    open_lab.apply(pool={"listen": "9000"}, nginx={"fastcgi_pass": "php:9000"})
+    target = open_lab.address("php")
+    assert target is not None
+
+    inside = open_lab.run("nginx", [*FASTCGI, "-bind", "-connect", "php:9000"])
+    with pytest.raises(LabkitError, match="exited"):
+        other_lab.run("nginx", ["timeout", "5", *FASTCGI, "-bind", "-connect", f"{target}:9000"])
+
+    assert "user=www-data" in inside
+    assert open_lab.request().status == 200
