@@ -386,6 +386,24 @@ class NginxConfig:
         return replace(self, **values)
 
 
+@dataclass(frozen=True)
+class SiteConfig:
+    """A further Nginx virtual host that passes its PHP requests to its own address."""
+
+    server_name: str
+    fastcgi_pass: str
+
+    def __post_init__(self) -> None:
+        name = _require_text(self.server_name, "site", "server_name")
+        if not _HOSTNAME.fullmatch(name) or name == "_" or len(name) > 100:
+            raise ConfigError("site", "server_name", "a host name like `alice.test`", name)
+        parse_fastcgi_pass(self.fastcgi_pass, f"site {name!r}")
+
+    @property
+    def upstream(self) -> ListenTarget:
+        return parse_fastcgi_pass(self.fastcgi_pass)
+
+
 def default_pool(name: str = "www") -> PoolConfig:
     """Return Debian 12's stock `www` pool, reduced to its active lines."""
     return PoolConfig(
@@ -411,11 +429,15 @@ class LabConfig:
 
     pools: tuple[PoolConfig, ...] = field(default_factory=lambda: (default_pool(),))
     nginx: NginxConfig = field(default_factory=NginxConfig)
+    sites: tuple[SiteConfig, ...] = ()
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.pools]
         if not names or len(set(names)) != len(names):
             raise ConfigError("lab", "pools", "at least one pool, each name once", names)
+        hosts = [s.server_name for s in self.sites]
+        if len(set(hosts)) != len(hosts):
+            raise ConfigError("lab", "sites", "each server_name once", hosts)
 
     def pool(self, name: str) -> PoolConfig:
         """Return the pool called `name`.
@@ -444,7 +466,44 @@ class LabConfig:
             target = self.pool(pool_name).with_changes(pool)
             pools = tuple(target if p.name == pool_name else p for p in pools)
         new_nginx = self.nginx.with_changes(nginx) if nginx else self.nginx
-        return LabConfig(pools, new_nginx)
+        return LabConfig(pools, new_nginx, self.sites)
+
+    def with_pool(self, name: str, directives: Mapping[str, str] | None) -> LabConfig:
+        """Return a copy with pool `name` added or replaced, or removed when `directives` is None.
+
+        Raises:
+            ConfigError: A refused directive, or removing the last pool.
+        """
+        others = tuple(p for p in self.pools if p.name != name)
+        if directives is None:
+            if len(others) == len(self.pools):
+                self.pool(name)
+            return LabConfig(others, self.nginx, self.sites)
+        pool = PoolConfig(name, tuple(directives.items()))
+        replaced = tuple(pool if p.name == name else p for p in self.pools)
+        return LabConfig(
+            replaced if len(others) < len(self.pools) else (*self.pools, pool),
+            self.nginx,
+            self.sites,
+        )
+
+    def with_site(self, server_name: str, fastcgi_pass: str | None) -> LabConfig:
+        """Return a copy with a site added or changed, or removed when `fastcgi_pass` is None.
+
+        Raises:
+            ConfigError: A refused name or address, or an unknown site to remove.
+        """
+        others = tuple(s for s in self.sites if s.server_name != server_name)
+        if fastcgi_pass is None:
+            if len(others) == len(self.sites):
+                known = ", ".join(s.server_name for s in self.sites) or "none"
+                raise ConfigError("lab", "site", f"one of the lab's sites ({known})", server_name)
+            return LabConfig(self.pools, self.nginx, others)
+        site = SiteConfig(server_name, fastcgi_pass)
+        sites = tuple(site if s.server_name == server_name else s for s in self.sites)
+        return LabConfig(
+            self.pools, self.nginx, sites if len(others) < len(self.sites) else (*self.sites, site)
+        )
 
 
 def check_lab_name(name: object) -> str:
@@ -478,6 +537,7 @@ def config_to_dict(config: LabConfig) -> dict[str, object]:
             {"name": p.name, "directives": [list(d) for d in p.directives]} for p in config.pools
         ],
         "nginx": {key: getattr(config.nginx, key) for key in NginxConfig.__dataclass_fields__},
+        "sites": [[s.server_name, s.fastcgi_pass] for s in config.sites],
     }
 
 
@@ -493,8 +553,9 @@ def config_from_dict(data: Mapping[str, object]) -> LabConfig:
             for p in data["pools"]  # type: ignore[attr-defined]
         )
         nginx = NginxConfig(**data["nginx"])  # type: ignore[arg-type]
+        sites = tuple(SiteConfig(n, f) for n, f in data.get("sites", ()))  # type: ignore[attr-defined]
     except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
         raise ConfigError("lab", "state", "a saved labkit configuration", str(error)) from error
-    return LabConfig(pools, nginx)
+    return LabConfig(pools, nginx, sites)

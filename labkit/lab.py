@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from labkit import render, scripts
 from labkit.backend import KIT_LABEL, LAB_LABEL, ROLE_LABEL, Container, Engine
@@ -81,6 +81,7 @@ SERVER_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "K
 HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 
 Progress = Callable[[str], None]
+FpmAction = Literal["auto", "reload", "restart"]
 # A server container: files copied in before start, image, network settings, capabilities.
 _ServerSpec = tuple[dict[str, str], str, dict[str, Any], list[str]]
 
@@ -242,7 +243,7 @@ class Lab:
         lab = cls(name, fpm.labels.get(TOPOLOGY_LABEL, "pod"), engine)
         lab._owns_engine = owns_engine
         lab._containers = {"php": fpm}
-        for role in ("nginx", "holder"):
+        for role in ("nginx", "holder", "remote"):
             containers = engine.find_containers({LAB_LABEL: name, ROLE_LABEL: role})
             if containers:
                 lab._containers[role] = containers[0]
@@ -261,6 +262,7 @@ class Lab:
         pool: Mapping[str, str | None] | None = None,
         nginx: Mapping[str, str | None] | None = None,
         pool_name: str = "www",
+        fpm_action: FpmAction = "auto",
     ) -> ApplyResult:
         """Change pool directives and Nginx settings, test them, then restart what must change.
 
@@ -273,14 +275,24 @@ class Lab:
             pool: Directives to set; None removes a directive from the pool file.
             nginx: `fastcgi_pass`, `user` or `fastcgi_read_timeout`; None restores a default.
             pool_name: Which pool `pool` changes.
+            fpm_action: ``auto`` restarts or reloads PHP-FPM as the change needs; ``reload``
+                forces a reload, to show what a reload leaves unchanged (field case R04).
 
         Raises:
             ConfigError: A refused value; nothing was touched.
             ConfigRejected: php-fpm -t or nginx -t refused the files; nothing was restarted.
             ApplyFailed: A server did not come back; the lab is back on its last good config.
         """
-        new = self.config.with_changes(pool, nginx, pool_name)
-        change = _Change.between(self.config, new)
+        return self.apply_config(self.config.with_changes(pool, nginx, pool_name), fpm_action)
+
+    def apply_config(self, new: LabConfig, fpm_action: FpmAction = "auto") -> ApplyResult:
+        """Switch the lab to a whole new configuration, as `apply()` does for a few settings.
+
+        Raises:
+            ConfigRejected: php-fpm -t or nginx -t refused the files; nothing was restarted.
+            ApplyFailed: A server did not come back; the lab is back on its last good config.
+        """
+        change = _Change.between(self.config, new, fpm_action)
         if not change.actions:
             return ApplyResult("", ())
 
@@ -289,6 +301,26 @@ class Lab:
         self.config, self._last_diff = new, diff
         logger.info("lab %s applied: %s", self.name, ", ".join(change.actions))
         return ApplyResult(diff, change.actions)
+
+    def add_pool(self, name: str, directives: Mapping[str, str]) -> ApplyResult:
+        """Add a pool (or replace one of that name), with its own file in pool.d.
+
+        Raises:
+            ConfigError: A refused name or directive.
+        """
+        return self.apply_config(self.config.with_pool(name, directives))
+
+    def remove_pool(self, name: str) -> ApplyResult:
+        """Remove a pool and its file."""
+        return self.apply_config(self.config.with_pool(name, None))
+
+    def set_site(self, server_name: str, fastcgi_pass: str | None) -> ApplyResult:
+        """Add or change a further Nginx site, or remove it with None.
+
+        Each site has its own file in sites-available and passes PHP to its own address;
+        `request(path, host=server_name)` reaches it.
+        """
+        return self.apply_config(self.config.with_site(server_name, fastcgi_pass))
 
     def reset(self) -> ApplyResult:
         """Return to Debian's default configuration."""
@@ -341,23 +373,22 @@ class Lab:
 
     # Observation
 
-    def request(self, path: str = "/whoami.php") -> Outcome:
+    def request(self, path: str = "/whoami.php", host: str | None = None) -> Outcome:
         """Send a GET through Nginx and return its status, cause and log lines.
+
+        Args:
+            path: The request path.
+            host: The Host header: a site's `server_name` reaches that site; None the default.
 
         Raises:
             ProbeError: Nginx gave no HTTP answer at all.
         """
-        upstream = self.config.nginx.upstream
+        sites = {s.server_name: s.upstream for s in self.config.sites}
+        upstream = sites.get(host or "", self.config.nginx.upstream)
         socket_path = upstream.path if isinstance(upstream, UnixSocket) else None
+        containers = (self._container("nginx"), self._container("php"))
         try:
-            outcome = probe(
-                self.engine,
-                self.port,
-                self._container("nginx"),
-                self._container("php"),
-                path,
-                socket_path,
-            )
+            outcome = probe(self.engine, self.port, *containers, path, socket_path, host)
         except ProbeError as error:
             stopped = self.stopped_servers()
             if stopped:
@@ -411,10 +442,41 @@ class Lab:
         self.engine.signal(self._container(role), signal)
 
     def address(self, role: str) -> str | None:
-        """Return a server's address on the lab network (None in `pod`, where both share one)."""
-        if self.topology == "pod":
-            return None
+        """Return a container's address on the lab network.
+
+        In `pod`, Nginx and PHP-FPM share the holder's address.
+        """
+        if self.topology == "pod" and role in ("php", "nginx"):
+            role = "holder"
         return self.engine.address(self._container(role), f"labkit-{self.name}")
+
+    def start_remote(self) -> str:
+        """Start a third container on the lab network, in the role of another host.
+
+        It has Nginx's image (with `cgi-fcgi` and `curl`) and runs nothing, so
+        `run("remote", [...])` can try to reach PHP-FPM from outside its host.
+
+        Returns:
+            The remote host's address on the lab network.
+        """
+        if "remote" not in self._containers:
+            images = require_images(self.engine)
+            self._containers["remote"] = self.engine.create_container(
+                {},
+                image=images.nginx,
+                command=["sleep", "infinity"],
+                init=True,
+                name=f"labkit-{self.name}-remote",
+                labels=self._labels("remote"),
+                network=f"labkit-{self.name}",
+                hostname="remote",
+                mem_limit="64m",
+                pids_limit=32,
+                **HARDENING,
+            )
+        address = self.address("remote")
+        assert address is not None
+        return address
 
     def run(self, role: str, command: Sequence[str], user: str = "root") -> str:
         """Run a command in the `php` or `nginx` container and return its output.
@@ -694,11 +756,12 @@ class _Change:
     actions: tuple[str, ...]
 
     @classmethod
-    def between(cls, old: LabConfig, new: LabConfig) -> _Change:
+    def between(cls, old: LabConfig, new: LabConfig, fpm_action: FpmAction = "auto") -> _Change:
         old_files, new_files = render.render_lab(old), render.render_lab(new)
         actions: list[str] = []
         if old_files.fpm != new_files.fpm:
-            actions.append("php-fpm restart" if _needs_restart(old, new) else "php-fpm reload")
+            restart = _needs_restart(old, new) if fpm_action == "auto" else fpm_action == "restart"
+            actions.append("php-fpm restart" if restart else "php-fpm reload")
         if old_files.nginx != new_files.nginx:
             actions.append("nginx reload")
         candidate = render.render_lab(new, candidate=True)
@@ -750,7 +813,12 @@ def _tops(files: Mapping[str, str]) -> list[str]:
 
 def _real_paths(output: str) -> str:
     """Name the files in a tool's message by the paths a learner knows, not the candidates'."""
+    # PHP-FPM prints each line twice under `-t` here (to stderr and to error_log, which is
+    # stderr too); one copy is enough.
+    lines = output.splitlines()
+    output = "\n".join(line for i, line in enumerate(lines) if i == 0 or line != lines[i - 1])
     for candidate, real in (
+        (render.NGINX_SITE_CANDIDATE + "-", "/etc/nginx/sites-available/"),
         (render.POOL_CANDIDATE_DIR, render.POOL_DIR),
         (render.FPM_CANDIDATE, render.FPM_MAIN),
         (render.NGINX_SITE_CANDIDATE, render.NGINX_SITE),
@@ -774,7 +842,9 @@ def list_labs(engine: Engine | None = None) -> list[LabInfo]:
         found.setdefault(labels[LAB_LABEL], []).append(labels)
     labs = []
     for name, objects in sorted(found.items()):
-        containers = [o for o in objects if o.get(ROLE_LABEL) in ("php", "nginx", "holder")]
+        containers = [
+            o for o in objects if o.get(ROLE_LABEL) in ("php", "nginx", "holder", "remote")
+        ]
         first = objects[0]
         created = min(float(o.get(CREATED_LABEL, "0") or 0) for o in objects)
         labs.append(
@@ -810,7 +880,7 @@ def reap_orphans(engine: Engine, grace: float = REAP_GRACE) -> list[str]:
     """
     owners: dict[str, dict[str, str]] = {}
     for labels in engine.list_labels(LAB_LABEL):
-        if labels.get(ROLE_LABEL) in ("php", "nginx", "holder", "network", "sockets"):
+        if labels.get(LAB_LABEL):
             owners.setdefault(labels[LAB_LABEL], labels)
     reaped = []
     for name, labels in sorted(owners.items()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -89,17 +90,20 @@ class Response:
     config_id: str
 
 
-def send_request(port: int, path: str, timeout: float = 90.0) -> Response:
+def send_request(port: int, path: str, timeout: float = 90.0, host: str | None = None) -> Response:
     """Send one GET to Nginx on 127.0.0.1.
 
     Raises:
         ProbeError: No HTTP answer at all (Nginx down, port closed, timed out).
     """
+    if host is not None and not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", host):
+        raise ProbeError(f"request host must be a host name like `alice.test`, got {host!r}")
     if not path.startswith("/") or any(ch in path for ch in " \r\n\t"):
         raise ProbeError(f"request path must start with `/` and hold no spaces, got {path!r}")
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", path, headers={"Host": "localhost", "Connection": "close"})
+        headers = {"Host": host or "localhost", "Connection": "close"}
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         body = response.read(BODY_LIMIT).decode(errors="replace")
         return Response(response.status, body, response.getheader("X-Labkit-Config") or "")
@@ -150,6 +154,7 @@ def probe(
     fpm: Container,
     path: str,
     socket_path: str | None,
+    host: str | None = None,
 ) -> Outcome:
     """Send one request and gather its outcome.
 
@@ -161,7 +166,7 @@ def probe(
         socket = background.submit(read_socket, engine, nginx, socket_path) if socket_path else None
         since = time.time()
         started = time.monotonic()
-        response = send_request(port, path)
+        response = send_request(port, path, host=host)
         seconds = time.monotonic() - started
         nginx_lines, fpm_lines = collect_logs(engine, nginx, fpm, since, response.status)
     cause = classify(response.status, nginx_lines, fpm_lines)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from labkit.config import PHP_VERSION, LabConfig, NginxConfig, PoolConfig
+from labkit.config import PHP_VERSION, LabConfig, NginxConfig, PoolConfig, SiteConfig
 
 FPM_DIR = f"/etc/php/{PHP_VERSION}/fpm"
 FPM_MAIN = f"{FPM_DIR}/php-fpm.conf"
@@ -74,15 +75,21 @@ def render_fpm_main(pool_dir: str = POOL_DIR, pools: tuple[PoolConfig, ...] = ()
     return main + ("\n" + render_worker_logging(pools) if pools else "")
 
 
-def render_site(nginx: NginxConfig) -> str:
-    """Render sites-available/default as Debian ships it, with PHP enabled."""
+def render_site(nginx: NginxConfig, site: SiteConfig | None = None) -> str:
+    """Render sites-available/default as Debian ships it with PHP enabled, or a further site.
+
+    A further site answers its own `server_name` and passes PHP to its own `fastcgi_pass`;
+    the default site answers every other name.
+    """
+    listen = "listen 80;" if site else "listen 80 default_server;"
+    fastcgi_pass = site.fastcgi_pass if site else nginx.fastcgi_pass
     return (
         f"# {_BANNER}.\n"
         "server {\n"
-        "    listen 80 default_server;\n"
+        f"    {listen}\n"
         "    root /var/www/html;\n"
         "    index index.php index.html;\n"
-        "    server_name _;\n"
+        f"    server_name {site.server_name if site else '_'};\n"
         "\n"
         "    location / {\n"
         "        try_files $uri $uri/ =404;\n"
@@ -90,14 +97,14 @@ def render_site(nginx: NginxConfig) -> str:
         "\n"
         "    location ~ \\.php$ {\n"
         "        include snippets/fastcgi-php.conf;\n"
-        f"        fastcgi_pass {nginx.fastcgi_pass};\n"
+        f"        fastcgi_pass {fastcgi_pass};\n"
         f"        fastcgi_read_timeout {nginx.fastcgi_read_timeout}s;\n"
         "    }\n"
         "}\n"
     )
 
 
-def render_nginx_main(nginx: NginxConfig, site: str, config_id: str) -> str:
+def render_nginx_main(nginx: NginxConfig, sites: str | Sequence[str], config_id: str) -> str:
     """Render nginx.conf: Debian's layout trimmed to what the lab uses.
 
     The `X-Labkit-Config` header lets the lab tell whether a reloaded Nginx already answers
@@ -122,22 +129,35 @@ def render_nginx_main(nginx: NginxConfig, site: str, config_id: str) -> str:
         "    default_type application/octet-stream;\n"
         "    access_log /var/log/nginx/access.log;\n"
         f"    add_header {CONFIG_HEADER} {config_id} always;\n"
-        f"    include {site};\n"
-        "}\n"
+        + "".join(
+            f"    include {path};\n" for path in ([sites] if isinstance(sites, str) else sites)
+        )
+        + "}\n"
     )
 
 
 def render_lab(config: LabConfig, candidate: bool = False) -> RenderedLab:
     """Render every file of a lab, at the real paths or at the candidate paths used for tests."""
     pool_dir = POOL_CANDIDATE_DIR if candidate else POOL_DIR
-    site_path = NGINX_SITE_CANDIDATE if candidate else NGINX_SITE
     fpm = {FPM_CANDIDATE if candidate else FPM_MAIN: render_fpm_main(pool_dir, config.pools)}
     fpm.update({f"{pool_dir}/{p.name}.conf": render_pool(p) for p in config.pools})
-    site = render_site(config.nginx)
-    config_id = hashlib.sha256((site + repr(config.nginx)).encode()).hexdigest()[:12]
-    main = render_nginx_main(config.nginx, site_path, config_id)
-    nginx = {NGINX_CANDIDATE if candidate else NGINX_MAIN: main, site_path: site}
-    return RenderedLab(fpm, nginx, config_id)
+    sites = {site_path(None, candidate): render_site(config.nginx)}
+    sites.update(
+        {site_path(s.server_name, candidate): render_site(config.nginx, s) for s in config.sites}
+    )
+    identity = "".join(sites.values()) + repr(config.nginx)
+    config_id = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    main = render_nginx_main(config.nginx, list(sites), config_id)
+    return RenderedLab(
+        fpm, {NGINX_CANDIDATE if candidate else NGINX_MAIN: main, **sites}, config_id
+    )
+
+
+def site_path(server_name: str | None, candidate: bool = False) -> str:
+    """Return where a site's file lives: `default` for the default site, else its name."""
+    if candidate:
+        return NGINX_SITE_CANDIDATE + (f"-{server_name}" if server_name else "")
+    return f"/etc/nginx/sites-available/{server_name}" if server_name else NGINX_SITE
 
 
 def diff_files(old: dict[str, str], new: dict[str, str]) -> str:
