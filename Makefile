@@ -7,7 +7,7 @@ LAB_HOST  := 127.0.0.1
 LAB_PORT  ?= 8888
 PYTEST_ARGS ?=
 
-.PHONY: lab test bench engine images venv lint clean-labs
+.PHONY: lab test bench soak cost engine images venv lint clean-labs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: images
 
 bench: images
 	$(BIN)/python bench/bench_lab.py
+
+soak: images
+	$(BIN)/python bench/soak.py
+
+cost: images
+	$(BIN)/python bench/lab_cost.py
 
 lint: venv
 	$(BIN)/ruff check labkit tests bench

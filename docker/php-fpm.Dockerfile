@@ -3,7 +3,7 @@
 FROM debian:bookworm-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       php8.2-fpm libfcgi-bin procps iproute2 \
+       php8.2-fpm libfcgi-bin procps iproute2 acl \
     && rm -rf /var/lib/apt/lists/*
 COPY common/users.sh /usr/local/sbin/labkit-users
 RUN sh /usr/local/sbin/labkit-users

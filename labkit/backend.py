@@ -215,6 +215,24 @@ class Engine:
             ]
         return [dict(labels) for labels in found]
 
+    def usage(self, labels: Mapping[str, str]) -> tuple[int, int]:
+        """Return the memory in use (without page cache) and the bytes written, in bytes,
+        of the containers carrying all of `labels`."""
+        memory = written = 0
+        with engine_errors("measuring lab containers"):
+            for container in self.find_containers(labels):
+                stats = container.stats(stream=False)["memory_stats"]
+                memory += stats.get("usage", 0) - stats.get("stats", {}).get("cache", 0)
+            for row in self.client.api.containers(
+                all=True, size=True, filters=_label_filter(labels)
+            ):
+                written += row.get("SizeRw", 0) or 0
+        return memory, written
+
+    def image_size(self, tag: str) -> int:
+        with engine_errors(f"inspecting image {tag}"):
+            return int(self.client.images.get(tag).attrs["Size"])
+
     # Inside containers
 
     def put_files(self, container: Container, files: Mapping[str, str]) -> None:

@@ -432,6 +432,25 @@ class Lab:
         logger.info("lab %s repaired: %s", self.name, ", ".join(stopped) or "nothing")
         return sorted(stopped)
 
+    def reload(self, role: str) -> None:
+        """Reload Nginx or PHP-FPM with the files it already has.
+
+        For changes made inside a container with `run()`, such as adding Nginx's account to a
+        group: Nginx's new workers take the account's groups as they start.
+
+        Raises:
+            LabkitError: `role` is not ``nginx`` or ``php``, or the reload did not finish.
+        """
+        if role == "nginx":
+            self._run_checked("nginx", scripts.reload_nginx_and_wait())
+            self._wait_nginx_config(render.render_lab(self.config).config_id)
+        elif role == "php":
+            since = time.time()
+            self.engine.signal(self._container("php"), "SIGUSR2")
+            self._wait_fpm_ready(since, START_LIMIT)
+        else:
+            raise LabkitError(f"reload takes 'nginx' or 'php', got {role!r}")
+
     def kill(self, role: str, signal: str = "SIGKILL") -> None:
         """Send a signal to a server's main process, as a crash or an operator would.
 
