@@ -35,7 +35,9 @@ def run_cycle(name: str, topology: str) -> None:
     with Lab(name, topology) as lab:
         first = lab.request()
         if (first.status, first.cause) != (200, Cause.OK):
-            raise AssertionError(f"fresh lab answered {first.status} {first.cause}")
+            raise AssertionError(
+                f"fresh lab answered:\n{first.summary()}\n--- php-fpm log:\n{lab.logs('php', 15)}"
+            )
         lab.apply(pool=BROKEN)
         broken = lab.request()
         if (broken.status, broken.cause) != EXPECTED_BROKEN:

@@ -312,10 +312,11 @@ class Engine:
                 lines.append(text)
         return lines
 
-    def log_tail(self, container: Container, lines: int = 15) -> str:
+    def log_tail(self, container: Container, lines: int = 15, stdout: bool = True) -> str:
         """Return the last lines a container printed, for error messages."""
         try:
-            return str(container.logs(tail=lines).decode(errors="replace")).rstrip()
+            raw = container.logs(tail=lines, stdout=stdout, stderr=True)
+            return str(raw.decode(errors="replace")).rstrip()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             return f"(log unavailable: {error})"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from labkit.config import DEFAULT_SOCKET
 from labkit.errors import LabkitError
 from labkit.lab import Lab
 
@@ -35,3 +36,81 @@ def check_socket_fix(lab: Lab, answer: Mapping[str, str]) -> str:
         f"Right: 200, and the socket is {socket.permissions} {socket.owner}:{socket.group}, "
         "so Nginx gets in through the socket's group or owner and other accounts do not."
     )
+
+
+FASTCGI_GET = ["env", "SCRIPT_FILENAME=/var/www/html/whoami.php", "REQUEST_METHOD=GET", "cgi-fcgi"]
+
+
+def permission_table(lab: Lab, rows: Sequence[tuple[str, str, str]]) -> str:
+    """Apply each (listen.owner, listen.group, listen.mode) in turn and tabulate what Nginx got.
+
+    Returns:
+        One line per row: the socket as `ls -l` shows it, the status and the cause.
+    """
+    lines = [f"{'socket':32} {'status':6} cause"]
+    for owner, group, mode in rows:
+        lab.apply(pool={"listen.owner": owner, "listen.group": group, "listen.mode": mode})
+        outcome = lab.request("/whoami.php")
+        listing = outcome.socket.listing() if outcome.socket else "-"
+        lines.append(
+            f"{' '.join(listing.split()[:3]):32} {outcome.status:<6} {outcome.cause.value}"
+        )
+    return "\n".join(lines)
+
+
+def who_can_connect(
+    lab: Lab, accounts: Sequence[str], socket: str = DEFAULT_SOCKET
+) -> dict[str, bool]:
+    """Try a FastCGI request on the socket directly, as each account, from PHP-FPM's container.
+
+    The accounts have the same ids in both images, so the answer is the same from Nginx's.
+    """
+    connect = [*FASTCGI_GET, "-bind", "-connect", socket]
+    results = {}
+    for account in accounts:
+        try:
+            results[account] = "user=" in lab.run("php", connect, user=account)
+        except LabkitError:
+            results[account] = False
+    return results
+
+
+def format_access(results: Mapping[str, bool]) -> str:
+    """Return one line per account: whether it could run PHP through the socket."""
+    return "\n".join(
+        f"{account:10} {'runs PHP as the pool user' if ok else 'refused'}"
+        for account, ok in results.items()
+    )
+
+
+def check_group_exercise(lab: Lab, answer: Mapping[str, str]) -> str:
+    """Judge notebook 2's exercise: Nginx and `ubuntu` get in, `mallory` does not.
+
+    Returns:
+        A sentence starting with "Right" or "Not yet".
+    """
+    try:
+        lab.apply(pool=dict(answer))
+    except LabkitError as error:
+        return f"Not yet: the lab refused that answer: {error}"
+    status = lab.request("/whoami.php").status
+    access = who_can_connect(lab, ["ubuntu", "mallory"])
+    if status != 200:
+        return f"Not yet: Nginx gets {status}; www-data must still get in."
+    if not access["ubuntu"]:
+        return (
+            "Not yet: ubuntu cannot connect; it should, as the socket's owner or through its group."
+        )
+    if access["mallory"]:
+        return "Not yet: mallory can connect too; 'other' must get nothing."
+    return "Right: Nginx and ubuntu connect, mallory is refused."
+
+
+def log_lines(lab: Lab, role: str, text: str, lines: int = 200) -> str:
+    """Return the distinct recent log lines of a container that contain `text`, in order.
+
+    PHP-FPM prints its start-up messages twice in a container (to stderr, and to its
+    error_log, which is stderr as well); one copy is enough to read.
+    """
+    found = [line for line in lab.logs(role, lines).splitlines() if text in line]
+    return "\n".join(dict.fromkeys(found))

@@ -508,6 +508,10 @@ class Lab:
             raise LabkitError(f"`{' '.join(command)}` as {user} in {role} exited {code}:\n{output}")
         return output
 
+    def logs(self, role: str, lines: int = 20) -> str:
+        """Return the last lines a container printed (PHP-FPM's log, or Nginx's error log)."""
+        return self.engine.log_tail(self._container(role), lines, stdout=role != "nginx")
+
     def socket_listing(self) -> str:
         """Return `ls -l` of the socket directory as Nginx's container sees it."""
         return self.run("nginx", ["ls", "-l", SOCKET_DIR])
