@@ -114,3 +114,27 @@ def log_lines(lab: Lab, role: str, text: str, lines: int = 200) -> str:
     """
     found = [line for line in lab.logs(role, lines).splitlines() if text in line]
     return "\n".join(dict.fromkeys(found))
+
+
+def check_allowed_clients(lab: Lab, answer: str) -> str:
+    """Judge notebook 3's exercise: Nginx gets through, the remote host is dropped.
+
+    Returns:
+        A sentence starting with "Right" or "Not yet".
+    """
+    try:
+        lab.apply(pool={"listen.allowed_clients": answer})
+    except LabkitError as error:
+        return f"Not yet: the lab refused that answer: {error}"
+    outcome = lab.request("/whoami.php")
+    remote = f"{lab.address('php')}:9000"
+    try:
+        lab.run("remote", [*FASTCGI_GET, "-bind", "-connect", remote])
+        remote_ran_php = True
+    except LabkitError:
+        remote_ran_php = False
+    if outcome.status != 200:
+        return f"Not yet: Nginx gets {outcome.status} ({outcome.cause.value})."
+    if remote_ran_php:
+        return "Not yet: the remote host can still run PHP."
+    return "Right: Nginx's address is allowed, the remote host's connection is dropped."

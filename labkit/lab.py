@@ -369,7 +369,7 @@ class Lab:
         else:
             raise ValueError(f"tool must be 'php-fpm' or 'nginx', got {tool!r}")
         code, output = self._exec_script(role, _test_script(role, files, install=None))
-        return code == 0, output
+        return code == 0, output.replace(scripts.TEST_FAILED_MARK, "").strip()
 
     # Observation
 
