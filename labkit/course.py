@@ -138,3 +138,36 @@ def check_allowed_clients(lab: Lab, answer: str) -> str:
     if remote_ran_php:
         return "Not yet: the remote host can still run PHP."
     return "Right: Nginx's address is allowed, the remote host's connection is dropped."
+
+
+def site_pool(account: str) -> dict[str, str]:
+    """Return the directives of a per-site pool: its own account, socket and file."""
+    return {
+        "user": account,
+        "group": account,
+        "listen": f"/run/php/{account}.sock",
+        "listen.owner": account,
+        "listen.group": "www-data",
+        "listen.mode": "0660",
+        "pm": "static",
+        "pm.max_children": "1",
+    }
+
+
+def check_site_exercise(lab: Lab, answer: str) -> str:
+    """Judge notebook 4's exercise: alice.test must run as alice, in pool alice.
+
+    Returns:
+        A sentence starting with "Right" or "Not yet".
+    """
+    try:
+        lab.set_site("alice.test", answer)
+    except LabkitError as error:
+        return f"Not yet: the lab refused that answer: {error}"
+    outcome = lab.request("/whoami.php", host="alice.test")
+    if outcome.status != 200:
+        return f"Not yet: alice.test answers {outcome.status} ({outcome.cause.value})."
+    if "user=alice" not in outcome.body or "pool=alice" not in outcome.body:
+        ran_as = outcome.body.splitlines()[0] if outcome.body else "nothing"
+        return f"Not yet: alice.test still runs with {ran_as}."
+    return "Right: alice.test runs as alice, in pool alice."
