@@ -23,6 +23,7 @@ import docker.errors
 import requests.exceptions
 
 from labkit.errors import BackendError
+from labkit.wait import poll
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,11 @@ class Engine:
             ):
                 _ignore_missing(partial(container.remove, force=True, v=True))
                 removed += 1
+            # Another process may be removing the same containers; networks and volumes can
+            # only go once every container using them is gone.
+            poll(
+                lambda: None if self.client.containers.list(all=True, filters=filters) else True, 20
+            )
             for network in self.client.networks.list(filters=filters):
                 _ignore_missing(network.remove)
                 removed += 1
@@ -349,6 +355,9 @@ def _ignore_missing(action: Callable[[], object]) -> None:
         action()
     except docker.errors.NotFound:
         pass
+    except docker.errors.APIError as error:
+        if "already in progress" not in str(error.explanation):
+            raise
 
 
 def _tar_of(files: Mapping[str, str]) -> bytes:
