@@ -24,8 +24,8 @@ images: venv engine
 
 lab: images
 	@echo "Starting JupyterLab on http://$(LAB_HOST):$(LAB_PORT)/ (the URL with its token follows)"
-	$(BIN)/jupyter lab --ip=$(LAB_HOST) --port=$(LAB_PORT) --no-browser \
-	    --ServerApp.root_dir=notebooks --allow-root 01-default-socket.ipynb
+	cd notebooks && ../$(BIN)/jupyter lab --ip=$(LAB_HOST) --port=$(LAB_PORT) --no-browser \
+	    --allow-root 01-default-socket.ipynb
 
 test: images
 	$(BIN)/ruff check labkit tests bench
@@ -33,7 +33,7 @@ test: images
 	start=$$(date +%s) && \
 	LABKIT_TEST_RUN=$$start $(BIN)/pytest -n auto --dist loadfile \
 	    --nbval notebooks tests --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS) && \
-	LABKIT_TEST_START=$$start $(BIN)/pytest -m leakcheck tests/test_leaks.py
+	LABKIT_TEST_RUN=$$start $(BIN)/pytest -m leakcheck tests/test_leaks.py
 
 bench: images
 	$(BIN)/python bench/bench_lab.py

@@ -10,12 +10,13 @@ from labkit.errors import (
     ConfigError,
     ConfigRejected,
     ImagesMissing,
+    LabInUse,
     LabkitError,
     LabNotFound,
     LabTimeout,
     ProbeError,
 )
-from labkit.lab import ApplyResult, Lab, LabInfo, list_labs, remove_all_labs
+from labkit.lab import ApplyResult, Lab, LabInfo, list_labs, remove_all_labs, unique_name
 from labkit.probe import Outcome, SocketFile
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ImagesMissing",
     "Lab",
     "LabConfig",
+    "LabInUse",
     "LabInfo",
     "LabNotFound",
     "LabTimeout",
@@ -41,4 +43,5 @@ __all__ = [
     "UnixSocket",
     "list_labs",
     "remove_all_labs",
+    "unique_name",
 ]

@@ -26,6 +26,11 @@ DEFAULT_SOCKET = f"{SOCKET_DIR}/php{PHP_VERSION}-fpm.sock"
 IMAGE_USERS = ("root", "www-data", "ubuntu", "alice", "bob", "mallory", "nobody")
 IMAGE_GROUPS = ("root", "www-data", "ubuntu", "alice", "bob", "mallory", "nogroup")
 
+WORKER_USERS = tuple(u for u in IMAGE_USERS if u != "root")
+WORKER_GROUPS = tuple(g for g in IMAGE_GROUPS if g != "root")
+# Each lab container may run 256 processes (labkit.lab.LIMITS); leave room for the master.
+MAX_CHILDREN = 200
+
 Topology = Literal["pod", "network"]
 TOPOLOGIES: tuple[Topology, ...] = ("pod", "network")
 
@@ -217,6 +222,18 @@ def _check_positive(value: str, subject: str, name: str) -> str:
     return str(int(text))
 
 
+def _check_bounded(value: str, subject: str, name: str, limit: int) -> str:
+    number = _check_positive(value, subject, name)
+    if int(number) > limit:
+        raise ConfigError(
+            subject,
+            name,
+            f"at most {limit} (a lab container may run {limit + 56} processes)",
+            value,
+        )
+    return number
+
+
 def _check_backlog(value: str, subject: str, name: str) -> str:
     text = _require_text(value, subject, name)
     if not re.fullmatch(r"-1|[0-9]{1,6}", text):
@@ -259,10 +276,11 @@ _POOL_CHECKS: dict[str, Callable[[str, str, str], str]] = {
     "listen.acl_users": lambda v, s, n: _check_names(v, s, n, IMAGE_USERS),
     "listen.acl_groups": lambda v, s, n: _check_names(v, s, n, IMAGE_GROUPS),
     "listen.backlog": _check_backlog,
-    "user": lambda v, s, n: _check_name(v, s, n, IMAGE_USERS),
-    "group": lambda v, s, n: _check_name(v, s, n, IMAGE_GROUPS),
+    # PHP-FPM refuses to run a pool as root unless started with --allow-to-run-as-root.
+    "user": lambda v, s, n: _check_name(v, s, n, WORKER_USERS),
+    "group": lambda v, s, n: _check_name(v, s, n, WORKER_GROUPS),
     "pm": _check_choice("static", "dynamic", "ondemand"),
-    "pm.max_children": _check_positive,
+    "pm.max_children": lambda v, s, n: _check_bounded(v, s, n, MAX_CHILDREN),
     "pm.start_servers": _check_positive,
     "pm.min_spare_servers": _check_positive,
     "pm.max_spare_servers": _check_positive,

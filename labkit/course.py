@@ -4,38 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from labkit.config import DEFAULT_SOCKET
+from labkit.config import DEFAULT_SOCKET, LabConfig
 from labkit.errors import LabkitError
 from labkit.lab import Lab
 
+NO_ANSWER = "Not yet: write your answer into `answer` above, then run this cell again."
 
-def check_socket_fix(lab: Lab, answer: Mapping[str, str]) -> str:
+
+def check_socket_fix(lab: Lab, answer: Mapping[str, str] | None) -> str:
     """Judge notebook 1's exercise: one pool directive that lets Nginx in, and no one else.
 
-    The answer is applied to the running lab; it is right when the next request gets 200,
-    Nginx still runs as `www-data`, and the socket gives other accounts nothing.
+    The lab first returns to the exercise's starting point (socket `ubuntu:ubuntu 0660`), so
+    an earlier wrong answer does not linger; then the answer is applied. It is right when
+    the next request gets 200, Nginx still runs as `www-data`, and `mallory` cannot connect.
 
     Returns:
         A sentence starting with "Right" or "Not yet".
     """
+    if answer is None:
+        return NO_ANSWER
     if not isinstance(answer, Mapping) or len(answer) != 1:
         return "Not yet: give exactly one pool directive, e.g. {'listen.owner': 'www-data'}."
+    start = LabConfig().with_changes({"listen.owner": "ubuntu", "listen.group": "ubuntu"})
     try:
+        lab.apply_config(start)
         lab.apply(pool=dict(answer))
     except LabkitError as error:
         return f"Not yet: the lab refused that answer: {error}"
     outcome = lab.request("/whoami.php")
-    socket = outcome.socket
     if outcome.status != 200:
         return f"Not yet: Nginx still answers {outcome.status} ({outcome.cause.value})."
-    if lab.config.nginx.user.split()[0] != "www-data":
-        return "Not yet: Nginx no longer runs as www-data; that is fix 1, with its cost."
-    if socket is None or socket.mode[-1] != "0":
-        return "Not yet: the socket lets every account in; that is fix 2, with its cost."
-    return (
-        f"Right: 200, and the socket is {socket.permissions} {socket.owner}:{socket.group}, "
-        "so Nginx gets in through the socket's group or owner and other accounts do not."
-    )
+    if who_can_connect(lab, ["mallory"])["mallory"]:
+        return "Not yet: Nginx gets in, but so does mallory, an account in no web group."
+    socket = outcome.socket
+    shown = f"{socket.permissions} {socket.owner}:{socket.group}" if socket else "a TCP port"
+    return f"Right: 200, mallory is refused, and the socket is {shown}."
 
 
 FASTCGI_GET = ["env", "SCRIPT_FILENAME=/var/www/html/whoami.php", "REQUEST_METHOD=GET", "cgi-fcgi"]
@@ -83,13 +86,16 @@ def format_access(results: Mapping[str, bool]) -> str:
     )
 
 
-def check_group_exercise(lab: Lab, answer: Mapping[str, str]) -> str:
+def check_group_exercise(lab: Lab, answer: Mapping[str, str] | None) -> str:
     """Judge notebook 2's exercise: Nginx and `ubuntu` get in, `mallory` does not.
 
     Returns:
         A sentence starting with "Right" or "Not yet".
     """
+    if answer is None:
+        return NO_ANSWER
     try:
+        lab.apply_config(LabConfig())
         lab.apply(pool=dict(answer))
     except LabkitError as error:
         return f"Not yet: the lab refused that answer: {error}"
@@ -116,13 +122,16 @@ def log_lines(lab: Lab, role: str, text: str, lines: int = 200) -> str:
     return "\n".join(dict.fromkeys(found))
 
 
-def check_allowed_clients(lab: Lab, answer: str) -> str:
+def check_allowed_clients(lab: Lab, answer: str | None) -> str:
     """Judge notebook 3's exercise: Nginx gets through, the remote host is dropped.
 
     Returns:
         A sentence starting with "Right" or "Not yet".
     """
+    if answer is None:
+        return NO_ANSWER
     try:
+        lab.apply_config(LabConfig().with_changes({"listen": "9000"}, {"fastcgi_pass": "php:9000"}))
         lab.apply(pool={"listen.allowed_clients": answer})
     except LabkitError as error:
         return f"Not yet: the lab refused that answer: {error}"
@@ -154,12 +163,14 @@ def site_pool(account: str) -> dict[str, str]:
     }
 
 
-def check_site_exercise(lab: Lab, answer: str) -> str:
+def check_site_exercise(lab: Lab, answer: str | None) -> str:
     """Judge notebook 4's exercise: alice.test must run as alice, in pool alice.
 
     Returns:
         A sentence starting with "Right" or "Not yet".
     """
+    if answer is None:
+        return NO_ANSWER
     try:
         lab.set_site("alice.test", answer)
     except LabkitError as error:

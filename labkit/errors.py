@@ -90,3 +90,25 @@ class ProbeError(LabkitError):
 
 class LabNotFound(LabkitError, LookupError):
     """No lab of that name is running on this engine."""
+
+
+class DoctorInputError(LabkitError, ValueError):
+    """`labkit doctor` was given something it cannot read as Nginx or PHP-FPM configuration.
+
+    Attributes:
+        path: The file or directory, as given or as an include named it.
+        reason: Why it was refused, e.g. ``binary file`` or ``include loop``.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class LabInUse(LabkitError):
+    """Another running process owns a lab of that name; it was left alone."""
+
+
+class ServerStopped(LabkitError):
+    """A server's container stopped while the lab waited for it."""

@@ -47,10 +47,12 @@ from labkit.errors import (
     BackendError,
     ConfigError,
     ConfigRejected,
+    LabInUse,
     LabkitError,
     LabNotFound,
     LabTimeout,
     ProbeError,
+    ServerStopped,
 )
 from labkit.images import LabImages, ensure_images, require_images
 from labkit.probe import Outcome, probe, send_request
@@ -68,10 +70,16 @@ PID_START_LABEL = "labkit.pid_start"
 # A lab whose owning process is gone is reaped only after this many seconds, so a lab that is
 # still being created by a process on another pid namespace view is never taken for dead.
 REAP_GRACE = 60.0
+# Set by `make test`: every lab a test run starts carries it, so the leak check counts only
+# the run's own objects on an engine that others share.
+RUN_ENV = "LABKIT_TEST_RUN"
+RUN_LABEL = "labkit.run"
 SESSION_ID = uuid.uuid4().hex[:12]
 STATE_FILE = "/etc/labkit/lab.json"
 FPM_READY = "ready to handle connections"
 START_LIMIT = 30.0
+# Files travel inside one exec's command line; keep checked text well under its limit.
+CHECK_LIMIT = 64_000
 # Resource limits per container, so one learner's runaway PHP cannot starve a room.
 LIMITS: dict[str, Any] = {"mem_limit": "256m", "pids_limit": 256, "cpu_shares": 512}
 # Only what each server needs as root before it drops to its workers' accounts: create the
@@ -283,6 +291,12 @@ class Lab:
             ConfigRejected: php-fpm -t or nginx -t refused the files; nothing was restarted.
             ApplyFailed: A server did not come back; the lab is back on its last good config.
         """
+        for label, changes in (("pool", pool), ("nginx", nginx)):
+            if changes is not None and not isinstance(changes, Mapping):
+                allowed = "a dict of settings, e.g. {'listen.mode': '0660'}"
+                raise ConfigError("apply", label, allowed, changes)
+        if fpm_action not in ("auto", "reload", "restart"):
+            raise ConfigError("apply", "fpm_action", "'auto', 'reload' or 'restart'", fpm_action)
         return self.apply_config(self.config.with_changes(pool, nginx, pool_name), fpm_action)
 
     def apply_config(self, new: LabConfig, fpm_action: FpmAction = "auto") -> ApplyResult:
@@ -323,12 +337,8 @@ class Lab:
         return self.apply_config(self.config.with_site(server_name, fastcgi_pass))
 
     def reset(self) -> ApplyResult:
-        """Return to Debian's default configuration."""
-        default = LabConfig()
-        pool = {key: None for key, _ in self.config.pool("www").directives}
-        pool.update(dict(default.pool("www").directives))
-        nginx = {key: None for key in ("fastcgi_pass", "user", "fastcgi_read_timeout")}
-        return self.apply(pool=pool, nginx=nginx)
+        """Return to Debian's default configuration: one pool, one site, no extras."""
+        return self.apply_config(LabConfig(), fpm_action="restart")
 
     def config_text(self) -> dict[str, str]:
         """Return the rendered files, by path: every pool file, nginx.conf and the site."""
@@ -341,6 +351,10 @@ class Lab:
             LabkitError: No file, or more than one, ends with `name`.
         """
         files = self.config_text()
+        if not isinstance(name, str) or not name:
+            raise LabkitError(
+                f"config_file takes the end of a path like 'pool.d/www.conf', got {name!r}"
+            )
         matches = [path for path in files if path == name or path.endswith("/" + name)]
         if len(matches) != 1:
             raise LabkitError(
@@ -357,7 +371,15 @@ class Lab:
 
         Returns:
             Whether the tool accepted it, and what it printed.
+
+        Raises:
+            ConfigError: Not text, or larger than `CHECK_LIMIT` characters.
         """
+        if not isinstance(text, str) or len(text) > CHECK_LIMIT:
+            allowed = f"config text of at most {CHECK_LIMIT} characters"
+            raise ConfigError(
+                "check", "text", allowed, text if not isinstance(text, str) else "..."
+            )
         if tool == "php-fpm":
             main = render.render_fpm_main(render.POOL_CANDIDATE_DIR, pools=())
             files = {render.FPM_CANDIDATE: main, f"{render.POOL_CANDIDATE_DIR}/check.conf": text}
@@ -367,7 +389,7 @@ class Lab:
             files = {render.NGINX_CANDIDATE: main, render.NGINX_SITE_CANDIDATE: text}
             role = "nginx"
         else:
-            raise ValueError(f"tool must be 'php-fpm' or 'nginx', got {tool!r}")
+            raise ConfigError("check", "tool", "'php-fpm' or 'nginx'", tool)
         code, output = self._exec_script(role, _test_script(role, files, install=None))
         return code == 0, output.replace(scripts.TEST_FAILED_MARK, "").strip()
 
@@ -532,9 +554,10 @@ class Lab:
             SESSION_LABEL: SESSION_ID,
             PID_LABEL: str(os.getpid()),
             HOST_LABEL: socket.gethostname(),
-            CREATED_LABEL: f"{time.time():.0f}",
+            CREATED_LABEL: f"{time.time():.3f}",
             DETACHED_LABEL: "1" if self._detached else "0",
             PID_START_LABEL: _process_start(os.getpid()),
+            **({RUN_LABEL: os.environ[RUN_ENV]} if os.environ.get(RUN_ENV) else {}),
         }
 
     def _start_failure(self, error: BaseException) -> BaseException:
@@ -546,6 +569,13 @@ class Lab:
         return error
 
     def _sweep_leftovers(self) -> None:
+        owner = _live_owner(self.engine, self.name)
+        if owner and owner != SESSION_ID:
+            raise LabInUse(
+                f"lab {self.name!r} belongs to another running process on this host; "
+                "choose another name, or stop that one first (its down(), or "
+                f"`labkit down --lab {self.name}`)"
+            )
         removed = self.engine.remove_objects({LAB_LABEL: self.name})
         if removed:
             logger.warning("lab %s: removed %d objects left by an earlier run", self.name, removed)
@@ -667,10 +697,13 @@ class Lab:
         except ConfigRejected:
             raise
         except LabkitError as error:
-            tail = "\n".join(self.engine.log_tail(self._container(r)) for r in ("php", "nginx"))
+            # PHP-FPM's own log says why it stopped; Nginx's error log (not its access log)
+            # says why a reload failed.
+            tail = self.logs("php", 12) + "\n" + self.logs("nginx", 6)
             self._rollback(change)
-            message = f"lab {self.name!r}: the new configuration did not come up ({error})"
-            raise ApplyFailed(message, tail) from error
+            reason = error.args[0].splitlines()[0] if error.args else type(error).__name__
+            message = f"lab {self.name!r}: the new configuration did not come up: {reason}"
+            raise ApplyFailed(message, tail.strip()) from error
 
     def _install_fpm(self, change: _Change, state: dict[str, str], since: float) -> None:
         restart = "php-fpm restart" in change.actions
@@ -735,8 +768,10 @@ class Lab:
             return None if state == "running" else state
 
         result = poll(ready, limit, interval=0.01)
+        if result is not None and result != "ready":
+            raise ServerStopped(f"PHP-FPM stopped while starting (container {result})")
         if result != "ready":
-            state = result or self.engine.state(fpm)
+            state = self.engine.state(fpm)
             raise LabTimeout(
                 "PHP-FPM to log 'ready to handle connections'",
                 limit,
@@ -912,6 +947,20 @@ def reap_orphans(engine: Engine, grace: float = REAP_GRACE) -> list[str]:
             logger.warning("reaped lab %s: its owner (pid %s) is gone", name, labels.get(PID_LABEL))
             reaped.append(name)
     return reaped
+
+
+def _live_owner(engine: Engine, name: str) -> str | None:
+    """Return the session of the live process on this host that owns lab `name`, if any."""
+    for labels in engine.list_labels(LAB_LABEL):
+        if labels.get(LAB_LABEL) == name and not _is_orphan(labels, grace=0.0):
+            if labels.get(DETACHED_LABEL) == "0" and labels.get(HOST_LABEL) == socket.gethostname():
+                return labels.get(SESSION_LABEL)
+    return None
+
+
+def unique_name(prefix: str) -> str:
+    """Return a lab name no other kernel will pick, e.g. for a notebook's lab."""
+    return f"{check_lab_name(prefix)[:30]}-{uuid.uuid4().hex[:6]}"
 
 
 def _is_orphan(labels: Mapping[str, str], grace: float) -> bool:

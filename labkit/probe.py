@@ -98,8 +98,11 @@ def send_request(port: int, path: str, timeout: float = 90.0, host: str | None =
     """
     if host is not None and not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", host):
         raise ProbeError(f"request host must be a host name like `alice.test`, got {host!r}")
-    if not path.startswith("/") or any(ch in path for ch in " \r\n\t"):
-        raise ProbeError(f"request path must start with `/` and hold no spaces, got {path!r}")
+    if not isinstance(path, str) or not re.fullmatch(r"/[\x21-\x7e]{0,2000}", path):
+        raise ProbeError(
+            f"request path must start with `/` and hold printable ASCII without spaces "
+            f"(percent-encode the rest), got {path!r}"
+        )
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"Host": host or "localhost", "Connection": "close"}
@@ -115,10 +118,15 @@ def send_request(port: int, path: str, timeout: float = 90.0, host: str | None =
 
 def read_socket(engine: Engine, container: Container, path: str) -> SocketFile:
     """Stat a unix socket path inside a running container."""
-    code, output = engine.exec(container, ["stat", "-c", "%A|%U|%G|%a", path])
+    # `ls` marks a file that carries an ACL with `+`; stat's %A does not.
+    script = 'stat -c "%A|%U|%G|%a" "$1" && ls -ld "$1"'
+    code, output = engine.exec(container, ["sh", "-c", script, "stat", path])
     if code != 0:
         return SocketFile(path, exists=False)
-    permissions, owner, group, mode = output.strip().split("|")
+    stat_line, listing = [*output.strip().splitlines(), ""][:2]
+    permissions, owner, group, mode = stat_line.split("|")
+    if listing.split(" ", 1)[0].endswith("+"):
+        permissions += "+"
     return SocketFile(path, True, permissions, owner, group, mode.rjust(4, "0"))
 
 
@@ -138,7 +146,9 @@ def collect_logs(
     def settled() -> tuple[list[str], list[str]] | None:
         logs = read()
         explained = is_explained(status, *logs)
-        if explained and classify(status, *logs) is not Cause.UPSTREAM_CLOSED:
+        # Nginx logs every 502 and 504 itself; wait for its line even when PHP-FPM's came first.
+        nginx_done = bool(logs[0]) or status not in (502, 504)
+        if explained and nginx_done and classify(status, *logs) is not Cause.UPSTREAM_CLOSED:
             return logs
         return None
 

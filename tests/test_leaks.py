@@ -1,7 +1,7 @@
 """Run after the whole suite (`make test` does): nothing the suite started may remain.
 
-Objects are matched by the kit's labels and by creation time, so a learner's lab that was
-already running when the suite started is not counted.
+Every lab a test run starts (notebook kernels included) carries the run's label, so only the
+run's own objects count on an engine that others share.
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import os
 import pytest
 
 from labkit.backend import KIT_LABEL, Engine
-from labkit.lab import CREATED_LABEL
+from labkit.lab import RUN_ENV, RUN_LABEL
 
 pytestmark = [pytest.mark.engine, pytest.mark.leakcheck]
 
 
 def test_suite_leaves_no_container_network_or_volume() -> None:
-    started = float(os.environ["LABKIT_TEST_START"])
+    run = os.environ[RUN_ENV]
 
     with Engine() as engine:
         labelled = engine.list_labels(KIT_LABEL)
-    left = [labels for labels in labelled if float(labels.get(CREATED_LABEL, "0")) >= started]
+    left = [labels for labels in labelled if labels.get(RUN_LABEL) == run]
 
     assert left == []

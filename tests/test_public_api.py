@@ -18,6 +18,7 @@ PUBLIC_API = [
     "ImagesMissing",
     "Lab",
     "LabConfig",
+    "LabInUse",
     "LabInfo",
     "LabNotFound",
     "LabTimeout",
@@ -31,6 +32,7 @@ PUBLIC_API = [
     "UnixSocket",
     "list_labs",
     "remove_all_labs",
+    "unique_name",
 ]
 
 

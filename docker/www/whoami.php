@@ -6,7 +6,8 @@
 $user = posix_getpwuid(posix_geteuid());
 $group = posix_getgrgid(posix_getegid());
 $title = (string) @file_get_contents('/proc/self/cmdline');
-$pool = preg_match('/pool (\S+)/', $title, $found) ? $found[1] : 'unknown';
+// The title is padded with NUL bytes up to the length of the original command line.
+$pool = preg_match('/pool ([A-Za-z0-9_.-]+)/', $title, $found) ? $found[1] : 'unknown';
 header('Content-Type: text/plain');
 printf("user=%s\n", $user['name']);
 printf("group=%s\n", $group['name']);
