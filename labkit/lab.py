@@ -260,7 +260,11 @@ class Lab:
         state = max(states, key=lambda s: s.get("written", 0), default={})
         lab.config = config_from_dict(state.get("config") or config_to_dict(LabConfig()))
         lab._last_diff = state.get("last_diff", "")
-        lab.port = engine.published_port(lab._front())
+        try:
+            lab.port = engine.published_port(lab._front())
+        except BackendError:
+            # A stopped front container publishes nothing; status() and request() say why.
+            lab.port = 0
         return lab
 
     # Configuration
@@ -423,9 +427,19 @@ class Lab:
         return outcome
 
     def stopped_servers(self) -> dict[str, str]:
-        """Return the lab's containers that are not running, with their state."""
-        states = {role: self.engine.state(c) for role, c in self._containers.items()}
-        return {role: state for role, state in states.items() if state != "running"}
+        """Return the lab's containers that are not running (or cut off), with their state.
+
+        In `pod`, a server that started before the holder's latest start sits in the network
+        namespace of the holder's previous run, which no longer reaches anything.
+        """
+        described = {role: self.engine.describe(c) for role, c in self._containers.items()}
+        stopped = {role: d["state"] for role, d in described.items() if d["state"] != "running"}
+        holder = described.get("holder")
+        if holder and holder["state"] == "running":
+            for role in ("php", "nginx"):
+                if role in described and described[role]["started_at"] < holder["started_at"]:
+                    stopped.setdefault(role, "cut off (the holder restarted)")
+        return stopped
 
     def repair(self) -> list[str]:
         """Start again any server container that stopped (killed, crashed, stopped by hand).
@@ -439,14 +453,20 @@ class Lab:
             LabTimeout: A server did not come back.
         """
         stopped = self.stopped_servers()
-        if "holder" in stopped:
+        if "removed" in stopped.values():
             raise LabkitError(
-                f"lab {self.name!r}: the holder of the shared network is gone; "
+                f"lab {self.name!r}: a container was removed ({_stopped_text(stopped)}); "
                 "run up() again to rebuild the lab"
             )
         since = time.time()
+        if "holder" in stopped:
+            # A new holder run means a new network namespace: both servers must join it.
+            self.engine.start(self._container("holder"))
+            stopped.update(php="cut off", nginx="cut off")
         for role in stopped:
-            self.engine.start(self._container(role))
+            if role != "holder":
+                self.engine.restart(self._container(role), timeout=5)
+        self.port = self.engine.published_port(self._front())
         if "php" in stopped:
             self._wait_fpm_ready(since, START_LIMIT)
         if "nginx" in stopped:
@@ -985,4 +1005,6 @@ def _process_start(pid: int) -> str:
 
 def _stopped_text(stopped: Mapping[str, str]) -> str:
     servers = ", ".join(f"{role} is {state}" for role, state in sorted(stopped.items()))
+    if "removed" in stopped.values():
+        return f"the lab noticed: {servers}; run up() again to rebuild it"
     return f"the lab noticed: {servers}; lab.repair() starts it again"

@@ -161,3 +161,19 @@ def test_eight_labs_in_parallel_see_only_their_own_outcomes(new_lab_name: NewNam
     expected = [(502, "socket-permission-denied") if i % 4 == 0 else (200, "ok") for i in range(8)]
     assert results == expected
     assert len({lab.port for lab in labs}) == 8
+
+
+def test_restarted_holder_is_noticed_and_repaired(make_lab: MakeLab) -> None:
+    lab = make_lab("pod")
+    holder = lab.engine.find_containers({LAB_LABEL: lab.name, "labkit.role": "holder"})[0]
+
+    lab.engine.restart(holder, timeout=1)
+    noticed = lab.stopped_servers()
+    repaired = lab.repair()
+
+    assert noticed == {
+        "php": "cut off (the holder restarted)",
+        "nginx": "cut off (the holder restarted)",
+    }
+    assert repaired == ["nginx", "php"]
+    assert lab.request().status == 200
