@@ -9,12 +9,14 @@ from collections.abc import Sequence
 
 from labkit.backend import Engine
 from labkit.config import TOPOLOGIES, NginxConfig, check_lab_name, check_pool_directive
-from labkit.errors import ConfigError, LabkitError
+from labkit.doctor import examine, facts_from_options
+from labkit.errors import ConfigError, LabkitError, LabNotFound
 from labkit.images import ensure_images
 from labkit.lab import Lab, list_labs, remove_all_labs
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_FINDINGS = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`labkit status | head -1`); nothing more to say to it.
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
 
     down = _command(commands, "down", "remove a lab", _down)
-    down.add_argument("--all", action="store_true", help="remove every lab on this engine")
+    down.add_argument(
+        "--all", action="store_true", help="remove every lab on this engine, everyone's"
+    )
+
+    _command(commands, "repair", "start again the servers of a lab that stopped", _repair)
+
+    _doctor_command(commands)
 
     images = commands.add_parser("images", help="manage the lab images")
     image_commands = images.add_subparsers(dest="images_command", required=True)
@@ -91,6 +103,40 @@ def _command(
     command.add_argument("--lab", default="default", help="the lab's name (default: default)")
     command.set_defaults(handler=handler)
     return command
+
+
+def _doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="predict what Nginx gets from PHP-FPM, from their configuration files",
+        description="Exit 0: every fastcgi_pass predicts ok; 3: findings; 1: unreadable input.",
+    )
+    doctor.add_argument("--nginx", required=True, metavar="PATH", help="/etc/nginx or a file")
+    doctor.add_argument(
+        "--fpm", required=True, action="append", metavar="PATH",
+        help="/etc/php/8.2/fpm or a file; repeat for each PHP-FPM master (PHP version)",
+    )  # fmt: skip
+    doctor.add_argument("--nginx-user", metavar="USER[:GROUP]", help="override Nginx's `user`")
+    doctor.add_argument("--passwd", default="/etc/passwd", help="the accounts where Nginx runs")
+    doctor.add_argument("--group", default="/etc/group", help="the groups where Nginx runs")
+    doctor.add_argument("--fpm-passwd", help="PHP-FPM's accounts, when it runs elsewhere")
+    doctor.add_argument("--fpm-group", help="PHP-FPM's groups, when it runs elsewhere")
+    doctor.add_argument(
+        "--topology", choices=TOPOLOGIES, default="pod",
+        help="pod: Nginx and PHP-FPM on one host (default); network: separate hosts or containers",
+    )  # fmt: skip
+    doctor.add_argument("--live", action="store_true", help="also read the sockets on this machine")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(handler=_doctor, lab=None)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    facts = facts_from_options(
+        args.passwd, args.group, args.fpm_passwd, args.fpm_group, args.topology, args.nginx_user
+    )
+    report = examine(args.nginx, args.fpm, facts, live=args.live)
+    print(report.to_json() if args.json else report.text())
+    return 0 if report.ok else EXIT_FINDINGS
 
 
 def _pairs(items: Sequence[str], option: str) -> dict[str, str | None]:
@@ -177,9 +223,18 @@ def _format_status(state: dict[str, object]) -> str:
 def _down(args: argparse.Namespace) -> int:
     if args.all:
         print(f"removed {remove_all_labs()} objects")
-    else:
-        Lab(args.lab).down()
-        print(f"lab {args.lab} removed")
+        return 0
+    removed = Lab(args.lab).down()
+    if not removed:
+        raise LabNotFound(f"no lab named {args.lab!r} on this engine; `labkit status` lists them")
+    print(f"lab {args.lab} removed ({removed} objects)")
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    lab = Lab.attach(args.lab)
+    started = lab.repair()
+    print(f"lab {args.lab}: started again {', '.join(started)}" if started else "nothing to repair")
     return 0
 
 

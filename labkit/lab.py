@@ -216,8 +216,8 @@ class Lab:
         logger.info("lab %s is up on %s", self.name, self.url)
         return self
 
-    def down(self) -> None:
-        """Remove every container, network and volume of this lab."""
+    def down(self) -> int:
+        """Remove every container, network and volume of this lab; return how many."""
         removed = self.engine.remove_objects({LAB_LABEL: self.name})
         self._containers.clear()
         if self._atexit_registered:
@@ -225,6 +225,7 @@ class Lab:
             self._atexit_registered = False
         self._release_engine()
         logger.info("lab %s removed (%d objects)", self.name, removed)
+        return removed
 
     def _release_engine(self) -> None:
         if self._owns_engine and self._engine is not None:
@@ -561,7 +562,16 @@ class Lab:
     def status(self) -> dict[str, object]:
         """Return the lab's name, topology, URL, and each container's state and start time."""
         states = {role: self.engine.describe(c) for role, c in self._containers.items()}
-        return {"name": self.name, "topology": self.topology, "url": self.url, "containers": states}
+        status: dict[str, object] = {
+            "name": self.name,
+            "topology": self.topology,
+            "url": self.url if self.port else "(not published: the front container is down)",
+            "containers": states,
+        }
+        stopped = self.stopped_servers()
+        if stopped:
+            status["attention"] = _stopped_text(stopped)
+        return status
 
     # Internals: starting
 
