@@ -145,6 +145,7 @@ class Lab:
         self._fixed_port = port
         self._detached = False
         self._owns_engine = False
+        self._drift = ""
         self.topology: Topology = check_topology(topology)
         self._engine = engine
         self._progress = progress or _log_progress
@@ -261,6 +262,7 @@ class Lab:
         state = max(states, key=lambda s: s.get("written", 0), default={})
         lab.config = config_from_dict(state.get("config") or config_to_dict(LabConfig()))
         lab._last_diff = state.get("last_diff", "")
+        lab._drift = lab._find_drift()
         try:
             lab.port = engine.published_port(lab._front())
         except BackendError:
@@ -304,20 +306,22 @@ class Lab:
             raise ConfigError("apply", "fpm_action", "'auto', 'reload' or 'restart'", fpm_action)
         return self.apply_config(self.config.with_changes(pool, nginx, pool_name), fpm_action)
 
-    def apply_config(self, new: LabConfig, fpm_action: FpmAction = "auto") -> ApplyResult:
+    def apply_config(
+        self, new: LabConfig, fpm_action: FpmAction = "auto", force: bool = False
+    ) -> ApplyResult:
         """Switch the lab to a whole new configuration, as `apply()` does for a few settings.
 
         Raises:
             ConfigRejected: php-fpm -t or nginx -t refused the files; nothing was restarted.
             ApplyFailed: A server did not come back; the lab is back on its last good config.
         """
-        change = _Change.between(self.config, new, fpm_action)
+        change = _Change.between(self.config, new, fpm_action, force)
         if not change.actions:
             return ApplyResult("", ())
 
         diff = render.diff_files(change.old.all_files(), change.new.all_files())
         self._switch(change, self._state_files(new, diff))
-        self.config, self._last_diff = new, diff
+        self.config, self._last_diff, self._drift = new, diff, ""
         logger.info("lab %s applied: %s", self.name, ", ".join(change.actions))
         return ApplyResult(diff, change.actions)
 
@@ -343,7 +347,7 @@ class Lab:
 
     def reset(self) -> ApplyResult:
         """Return to Debian's default configuration: one pool, one site, no extras."""
-        return self.apply_config(LabConfig(), fpm_action="restart")
+        return self.apply_config(LabConfig(), fpm_action="restart", force=True)
 
     def config_text(self) -> dict[str, str]:
         """Return the rendered files, by path: every pool file, nginx.conf and the site."""
@@ -571,7 +575,25 @@ class Lab:
         stopped = self.stopped_servers()
         if stopped:
             status["attention"] = _stopped_text(stopped)
+        if self._drift:
+            status["drift"] = self._drift
         return status
+
+    def _find_drift(self) -> str:
+        """Compare the files in the containers with the recorded configuration's.
+
+        An apply interrupted between its two containers (a killed process) leaves one side
+        new and the other old; `reset()` or a new apply puts both sides in step again.
+        """
+        expected = render.render_lab(self.config)
+        for role, files in (("php", expected.fpm), ("nginx", expected.nginx)):
+            for path, text in files.items():
+                container = self._containers.get(role)
+                if container is not None and self.engine.read_file(container, path) != text:
+                    return (
+                        f"{path} differs from the lab's record (an apply cut short?); run reset()"
+                    )
+        return ""
 
     # Internals: starting
 
@@ -844,15 +866,21 @@ class _Change:
     actions: tuple[str, ...]
 
     @classmethod
-    def between(cls, old: LabConfig, new: LabConfig, fpm_action: FpmAction = "auto") -> _Change:
+    def between(
+        cls, old: LabConfig, new: LabConfig, fpm_action: FpmAction = "auto", force: bool = False
+    ) -> _Change:
         old_files, new_files = render.render_lab(old), render.render_lab(new)
+        candidate = render.render_lab(new, candidate=True)
+        if force:
+            return cls(
+                old, new, old_files, new_files, candidate, ("php-fpm restart", "nginx reload")
+            )
         actions: list[str] = []
         if old_files.fpm != new_files.fpm:
             restart = _needs_restart(old, new) if fpm_action == "auto" else fpm_action == "restart"
             actions.append("php-fpm restart" if restart else "php-fpm reload")
         if old_files.nginx != new_files.nginx:
             actions.append("nginx reload")
-        candidate = render.render_lab(new, candidate=True)
         return cls(old, new, old_files, new_files, candidate, tuple(actions))
 
     def roles(self) -> list[str]:

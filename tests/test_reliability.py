@@ -177,3 +177,20 @@ def test_restarted_holder_is_noticed_and_repaired(make_lab: MakeLab) -> None:
     }
     assert repaired == ["nginx", "php"]
     assert lab.request().status == 200
+
+
+def test_lab_changed_behind_its_back_is_flagged_and_reset_restores(make_lab: MakeLab) -> None:
+    lab = make_lab("pod")
+    # A killed apply can leave one side written and the other not; a hand edit does the same.
+    lab.run("php", ["sed", "-i", "s/^listen.owner = www-data/listen.owner = ubuntu/",
+                    "/etc/php/8.2/fpm/pool.d/www.conf"])  # fmt: skip
+
+    attached = Lab.attach(lab.name)
+    flagged = attached.status().get("drift", "")
+    attached.reset()
+
+    assert "pool.d/www.conf differs" in str(flagged)
+    assert "drift" not in attached.status()
+    assert "listen.owner = www-data" in attached.run(
+        "php", ["cat", "/etc/php/8.2/fpm/pool.d/www.conf"]
+    )
