@@ -258,6 +258,16 @@ class Engine:
                 member = archive.extractfile(archive.getmembers()[0])
                 return member.read().decode() if member else None
 
+    def copy_out(self, container: Container, path: str, target: str) -> None:
+        """Copy a directory tree out of a container into `target`, keeping its absolute path."""
+        with engine_errors(f"copying {path} out of {container.name}"):
+            chunks, _ = container.get_archive(path)
+            data = b"".join(chunks)
+        parent = os.path.join(target, os.path.dirname(path.rstrip("/")).lstrip("/"))
+        os.makedirs(parent, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            archive.extractall(parent, filter="tar")
+
     def exec(self, container: Container, command: list[str], user: str = "root") -> tuple[int, str]:
         """Run a command in a running container; return its exit code and combined output."""
         with engine_errors(f"running {command[0]} in {container.name}"):

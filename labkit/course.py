@@ -182,3 +182,14 @@ def check_site_exercise(lab: Lab, answer: str | None) -> str:
         ran_as = outcome.body.splitlines()[0] if outcome.body else "nothing"
         return f"Not yet: alice.test still runs with {ran_as}."
     return "Right: alice.test runs as alice, in pool alice."
+
+
+def nginx_processes(lab: Lab) -> str:
+    """Return `ps` of Nginx's master and the workers that accept requests, with their accounts.
+
+    Right after a reload, an old worker can still be finishing its last request under the
+    old account ("worker process is shutting down"); it no longer takes new ones, so it is
+    left out.
+    """
+    listing = lab.run("nginx", ["ps", "-o", "user,group,args", "-C", "nginx"])
+    return "\n".join(line for line in listing.splitlines() if "shutting down" not in line)

@@ -555,6 +555,10 @@ class Lab:
             raise LabkitError(f"`{' '.join(command)}` as {user} in {role} exited {code}:\n{output}")
         return output
 
+    def copy_out(self, role: str, path: str, target: str | os.PathLike[str]) -> None:
+        """Copy a directory out of a container into `target` (for the doctor, or to keep)."""
+        self.engine.copy_out(self._container(role), path, os.fspath(target))
+
     def logs(self, role: str, lines: int = 20) -> str:
         """Return the last lines a container printed (PHP-FPM's log, or Nginx's error log)."""
         return self.engine.log_tail(self._container(role), lines, stdout=role != "nginx")

@@ -26,8 +26,10 @@ import ipywidgets as widgets
 from ipywidgets.widgets.widget_string import HTMLStyle, TextStyle
 
 from labkit.config import DEFAULT_SOCKET, NginxConfig, TcpAddress, parse_listen
+from labkit.doctor import Report
 from labkit.errors import ConfigError, LabkitError
 from labkit.lab import ApplyResult, Lab
+from labkit.predict import predict_lab, side_by_side
 from labkit.probe import Outcome
 
 BADGE_COLOURS = {"green": "#1b7a3a", "red": "#b3261e", "amber": "#a15c00", "grey": "#6b6b6b"}
@@ -155,6 +157,7 @@ class ListenPanel:
     ) -> None:
         self.pool_name = pool_name
         self.last_outcome: Outcome | None = None
+        self.last_prediction: Report | None = None
         self.last_error = ""
         self._applied = ""
         self._progress_lines: list[str] = []
@@ -220,6 +223,8 @@ class ListenPanel:
             lines.append("no request yet")
         else:
             lines += _outcome_lines(self.last_outcome)
+        if self.last_prediction is not None and self.last_outcome is not None:
+            lines += side_by_side(self.last_prediction, self.last_outcome).splitlines()
         if self.last_error:
             lines.append(f"error: {self.last_error}")
         return "\n".join(lines)
@@ -281,6 +286,8 @@ class ListenPanel:
         self._request()
 
     def _request(self) -> None:
+        # The doctor predicts from the files alone first; the request then shows the truth.
+        self.last_prediction = predict_lab(self.lab, fixes=False)
         self.last_outcome = self.lab.request(REQUEST_PATH)
         self._show_outcome(self.last_outcome)
 
@@ -294,7 +301,10 @@ class ListenPanel:
         colour = BADGE_COLOURS[_badge_colour(outcome.status)]
         self.badge.value = _status_line(outcome.status)
         self.badge.style.background = colour
-        self.cause.value = _PRE.format(_escape("\n".join(_cause_lines(outcome))))
+        cause_lines = _cause_lines(outcome)
+        if self.last_prediction is not None:
+            cause_lines += side_by_side(self.last_prediction, outcome).splitlines()
+        self.cause.value = _PRE.format(_escape("\n".join(cause_lines)))
         self.nginx_log.value = _log_html("Nginx error log", outcome.nginx_log)
         self.fpm_log.value = _log_html("PHP-FPM log", outcome.fpm_log)
         self.socket_listing.value = _log_html("socket (ls -l)", [_socket_text(outcome)])
