@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from labkit.config import DEFAULT_SOCKET, LabConfig
 from labkit.errors import LabkitError
 from labkit.lab import Lab
 
 NO_ANSWER = "Not yet: write your answer into `answer` above, then run this cell again."
+
+
+def _refusal(*steps: Callable[[], object]) -> str | None:
+    """Run the steps that set up an exercise and apply an answer; say so if the lab refused."""
+    try:
+        for step in steps:
+            step()
+    except LabkitError as error:
+        return f"Not yet: the lab refused that answer: {error}"
+    return None
 
 
 def check_socket_fix(lab: Lab, answer: Mapping[str, str] | None) -> str:
@@ -26,11 +36,9 @@ def check_socket_fix(lab: Lab, answer: Mapping[str, str] | None) -> str:
     if not isinstance(answer, Mapping) or len(answer) != 1:
         return "Not yet: give exactly one pool directive, e.g. {'listen.owner': 'www-data'}."
     start = LabConfig().with_changes({"listen.owner": "ubuntu", "listen.group": "ubuntu"})
-    try:
-        lab.apply_config(start)
-        lab.apply(pool=dict(answer))
-    except LabkitError as error:
-        return f"Not yet: the lab refused that answer: {error}"
+    refused = _refusal(lambda: lab.apply_config(start), lambda: lab.apply(pool=dict(answer)))
+    if refused:
+        return refused
     outcome = lab.request("/whoami.php")
     if outcome.status != 200:
         return f"Not yet: Nginx still answers {outcome.status} ({outcome.cause.value})."
@@ -94,11 +102,9 @@ def check_group_exercise(lab: Lab, answer: Mapping[str, str] | None) -> str:
     """
     if answer is None:
         return NO_ANSWER
-    try:
-        lab.apply_config(LabConfig())
-        lab.apply(pool=dict(answer))
-    except LabkitError as error:
-        return f"Not yet: the lab refused that answer: {error}"
+    refused = _refusal(lambda: lab.apply_config(LabConfig()), lambda: lab.apply(pool=dict(answer)))
+    if refused:
+        return refused
     status = lab.request("/whoami.php").status
     access = who_can_connect(lab, ["ubuntu", "mallory"])
     if status != 200:
@@ -130,11 +136,14 @@ def check_allowed_clients(lab: Lab, answer: str | None) -> str:
     """
     if answer is None:
         return NO_ANSWER
-    try:
-        lab.apply_config(LabConfig().with_changes({"listen": "9000"}, {"fastcgi_pass": "php:9000"}))
-        lab.apply(pool={"listen.allowed_clients": answer})
-    except LabkitError as error:
-        return f"Not yet: the lab refused that answer: {error}"
+    refused = _refusal(
+        lambda: lab.apply_config(
+            LabConfig().with_changes({"listen": "9000"}, {"fastcgi_pass": "php:9000"})
+        ),
+        lambda: lab.apply(pool={"listen.allowed_clients": answer}),
+    )
+    if refused:
+        return refused
     outcome = lab.request("/whoami.php")
     remote = f"{lab.address('php')}:9000"
     try:
@@ -171,10 +180,9 @@ def check_site_exercise(lab: Lab, answer: str | None) -> str:
     """
     if answer is None:
         return NO_ANSWER
-    try:
-        lab.set_site("alice.test", answer)
-    except LabkitError as error:
-        return f"Not yet: the lab refused that answer: {error}"
+    refused = _refusal(lambda: lab.set_site("alice.test", answer))
+    if refused:
+        return refused
     outcome = lab.request("/whoami.php", host="alice.test")
     if outcome.status != 200:
         return f"Not yet: alice.test answers {outcome.status} ({outcome.cause.value})."

@@ -27,6 +27,7 @@ from labkit.config import LabConfig, default_pool
 from labkit.doctor import Accounts, Facts, FileMode, Report, examine
 from labkit.images import require_images
 from labkit.lab import CREATED_LABEL
+from labkit.predict import lab_facts
 from labkit.render import render_lab
 
 pytestmark = pytest.mark.engine
@@ -88,27 +89,6 @@ def stock_copy(stock: Path, target: Path, files: Mapping[str, str] = {}) -> Path
 
 def doctor_on(root: Path, facts: Facts, fixes: bool = False) -> Report:
     return examine(root / "etc/nginx", [root / "etc/php/8.2/fpm"], facts, fixes=fixes)
-
-
-def lab_facts(lab: Lab) -> Facts:
-    """Read the accounts of both containers and the lab's addresses."""
-
-    def accounts(role: str) -> Accounts:
-        texts = [lab.run(role, ["cat", path]) for path in ("/etc/passwd", "/etc/group")]
-        return Accounts.from_text(*texts, f"the {role} container")
-
-    local = ("127.0.0.1", "::1")
-    if lab.topology == "pod":
-        own = lab.address("php") or ""
-        hosts = {"localhost": local}
-        return Facts(
-            accounts("nginx"), accounts("php"), "pod", None, hosts, True, (own,), (own,), "off"
-        )
-    php, nginx = lab.address("php") or "", lab.address("nginx") or ""
-    hosts = {"localhost": local, "php": (php,), "nginx": (nginx,)}
-    return Facts(
-        accounts("nginx"), accounts("php"), "network", None, hosts, True, (php,), (nginx,), "off"
-    )
 
 
 # The agreement matrix
