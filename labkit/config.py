@@ -267,6 +267,18 @@ def _check_listen(value: str, subject: str, name: str) -> str:
     return parse_listen(value, subject).fpm_form()
 
 
+# Directives whose value PHP-FPM takes as a path and, when relative, prefixes with its own
+# prefix: `php_admin_value[error_log] = 0` becomes /usr/0 (shown by tests/test_config_live.py).
+PATH_DIRECTIVES = frozenset(
+    {
+        "access.log",
+        "slowlog",
+        "chdir",
+        "php_value[error_log]",
+        "php_admin_value[error_log]",
+    }
+)
+
 _POOL_CHECKS: dict[str, Callable[[str, str, str], str]] = {
     "listen": _check_listen,
     "listen.owner": lambda v, s, n: _check_name(v, s, n, IMAGE_USERS),
@@ -320,7 +332,11 @@ def check_pool_directive(pool: str, key: object, value: object) -> tuple[str, st
     if not isinstance(value, str):
         raise ConfigError(subject, key, "a string", value)
     check = _POOL_CHECKS.get(key, _check_plain)
-    return key, check(value, subject, key)
+    checked = check(value, subject, key)
+    if key in PATH_DIRECTIVES and not checked.startswith("/"):
+        allowed = "an absolute path (PHP-FPM reads a relative one against its prefix, /usr)"
+        raise ConfigError(subject, key, allowed, value)
+    return key, checked
 
 
 @dataclass(frozen=True)

@@ -402,6 +402,22 @@ class Lab:
         code, output = self._exec_script(role, _test_script(role, files, install=None))
         return code == 0, output.replace(scripts.TEST_FAILED_MARK, "").strip()
 
+    def understood(self, config: LabConfig) -> tuple[bool, str]:
+        """Return how PHP-FPM (`-tt`) and Nginx (`-T`) read a configuration, applying nothing.
+
+        Returns:
+            Whether both tools accepted it, and what they printed: PHP-FPM's list of every
+            pool setting as it parsed it, then Nginx's configuration as it read it.
+        """
+        candidate = render.render_lab(config, candidate=True)
+        printed = []
+        accepted = True
+        for role, files in (("php", candidate.fpm), ("nginx", candidate.nginx)):
+            code, output = self._exec_script(role, _test_script(role, files, None, dump=True))
+            accepted = accepted and code == 0
+            printed.append(output.replace(scripts.TEST_FAILED_MARK, "").strip())
+        return accepted, "\n".join(printed)
+
     # Observation
 
     def request(self, path: str = "/whoami.php", host: str | None = None) -> Outcome:
@@ -898,9 +914,12 @@ def _test_script(
     install: Mapping[str, str] | None,
     remove: Sequence[str] = (),
     signal: str | None = None,
+    dump: bool = False,
 ) -> str:
     main = render.FPM_CANDIDATE if role == "php" else render.NGINX_CANDIDATE
-    command = ["php-fpm8.2", "-t", "-y", main] if role == "php" else ["nginx", "-t", "-c", main]
+    # `-tt` and `-T` also print the configuration as the tool understood it.
+    flag = ("-tt" if role == "php" else "-T") if dump else "-t"
+    command = ["php-fpm8.2", flag, "-y", main] if role == "php" else ["nginx", flag, "-c", main]
     return scripts.test_and_install(command, candidate, _tops(candidate), install, remove, signal)
 
 

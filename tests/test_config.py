@@ -591,3 +591,13 @@ def test_topology_is_refused_when_unknown() -> None:
         check_topology("mesh")
 
     assert (caught.value.field, caught.value.given) == ("topology", "mesh")
+
+
+@pytest.mark.parametrize(
+    "key", ["access.log", "slowlog", "php_admin_value[error_log]"], ids=lambda key: key
+)
+def test_relative_path_for_a_path_directive_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match="absolute path"):
+        check_pool_directive("www", key, "0")
+
+    assert check_pool_directive("www", key, "/var/log/x.log") == (key, "/var/log/x.log")
