@@ -13,6 +13,7 @@ from labkit.doctor import examine, facts_from_options
 from labkit.errors import ConfigError, LabkitError, LabNotFound
 from labkit.images import ensure_images
 from labkit.lab import Lab, list_labs, remove_all_labs
+from labkit.predict import predict_lab
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -111,9 +112,9 @@ def _doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="predict what Nginx gets from PHP-FPM, from their configuration files",
         description="Exit 0: every fastcgi_pass predicts ok; 3: findings; 1: unreadable input.",
     )
-    doctor.add_argument("--nginx", required=True, metavar="PATH", help="/etc/nginx or a file")
+    doctor.add_argument("--nginx", metavar="PATH", help="/etc/nginx or a file")
     doctor.add_argument(
-        "--fpm", required=True, action="append", metavar="PATH",
+        "--fpm", action="append", metavar="PATH",
         help="/etc/php/8.2/fpm or a file; repeat for each PHP-FPM master (PHP version)",
     )  # fmt: skip
     doctor.add_argument("--nginx-user", metavar="USER[:GROUP]", help="override Nginx's `user`")
@@ -127,14 +128,24 @@ def _doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )  # fmt: skip
     doctor.add_argument("--live", action="store_true", help="also read the sockets on this machine")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    doctor.set_defaults(handler=_doctor, lab=None)
+    doctor.add_argument(
+        "--lab", help="instead of --nginx and --fpm: read a running lab's files and accounts"
+    )
+    doctor.set_defaults(handler=_doctor)
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    facts = facts_from_options(
-        args.passwd, args.group, args.fpm_passwd, args.fpm_group, args.topology, args.nginx_user
-    )
-    report = examine(args.nginx, args.fpm, facts, live=args.live)
+    if args.lab is not None:
+        if args.nginx or args.fpm:
+            raise ConfigError("doctor", "--lab", "used without --nginx and --fpm", args.lab)
+        report = predict_lab(Lab.attach(args.lab))
+    elif not args.nginx or not args.fpm:
+        raise ConfigError("doctor", "--nginx/--fpm", "both given (or --lab NAME)", "missing")
+    else:
+        facts = facts_from_options(
+            args.passwd, args.group, args.fpm_passwd, args.fpm_group, args.topology, args.nginx_user
+        )
+        report = examine(args.nginx, args.fpm, facts, live=args.live)
     print(report.to_json() if args.json else report.text())
     return 0 if report.ok else EXIT_FINDINGS
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from labkit import Lab
+from labkit.cli import main as cli_main
 from labkit.panels import ListenPanel
 from labkit.predict import predict_lab, side_by_side
 
@@ -47,3 +48,15 @@ def test_panel_shows_the_prediction_beside_the_outcome(make_lab: MakeLab) -> Non
 
     assert "doctor predicted: socket-permission-denied" in panel.summary()
     assert "=> agree" in panel.summary()
+
+
+def test_doctor_command_reads_a_running_lab(
+    make_lab: MakeLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = make_lab("pod")
+    lab.apply(pool={"listen.owner": "ubuntu", "listen.group": "ubuntu"})
+
+    code = cli_main(["doctor", "--lab", lab.name])
+
+    assert code == 3
+    assert "=> socket-permission-denied (pool www)" in capsys.readouterr().out
