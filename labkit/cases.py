@@ -12,7 +12,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from labkit.config import DEFAULT_SOCKET, LabConfig, Topology
+from labkit import course
+from labkit.config import DEFAULT_SOCKET, LabConfig, Topology, UnixSocket
 from labkit.errors import LabkitError
 from labkit.lab import Lab
 
@@ -167,13 +168,30 @@ def check_case(
         thread.join(timeout=30)
     if outcome.status != 200:
         return f"Not yet: the lab answers {outcome.status} ({outcome.cause.value})."
-    if outcome.socket is not None and outcome.socket.mode[-1] != "0":
-        return "Not yet: it works, but every account on the host can now use the socket."
-    if lab.config.nginx.user.split()[0] != "www-data":
-        return "Not yet: it works, but Nginx now runs as another account with its rights."
-    if key == "R14" and not lab.config.pool("www").get("listen.allowed_clients"):
-        return "Not yet: it works, but any host that reaches port 9000 can now run PHP."
-    return f"Right: {case.key} answers 200 again."
+    problem = _opened_door(lab, key)
+    if problem:
+        return f"Not yet: it works, but {problem}"
+    return f"Right: {case.key} answers 200 again, and no other door opened."
+
+
+def _opened_door(lab: Lab, key: str) -> str | None:
+    """Return what a working fix broke elsewhere: who else got in, or what was traded away."""
+    pool = lab.config.pool("www")
+    if lab.config.nginx.user != "www-data":
+        return "Nginx no longer runs as plain www-data, so its workers hold other rights."
+    upstream = lab.config.nginx.upstream
+    if isinstance(upstream, UnixSocket):
+        if course.who_can_connect(lab, ["mallory"], socket=upstream.path)["mallory"]:
+            return "mallory, an account in no web group, can run PHP through the socket."
+    elif lab.topology == "pod":
+        return "PHP-FPM listens on TCP now, where every local account can reach it."
+    if key == "R14" and course.remote_runs_php(lab):
+        return "the remote host can still run PHP."
+    if key == "R18" and (
+        pool.get("request_terminate_timeout") or lab.config.nginx.fastcgi_read_timeout != "3"
+    ):
+        return "that cuts the slow request short or waits longer; let a second worker run."
+    return None
 
 
 def _case(key: str) -> Case:

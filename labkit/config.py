@@ -212,7 +212,11 @@ def _check_mode(value: str, subject: str, name: str) -> str:
 def _check_clients(value: str, subject: str, name: str) -> str:
     text = _require_text(value, subject, name)
     items = [item.strip() for item in text.split(",")]
-    return ",".join(_check_ip(item, subject, name, value) for item in items)
+    try:
+        return ",".join(_check_ip(item, subject, name, value) for item in items)
+    except ConfigError as error:
+        allowed = "a comma-separated list of IP addresses (no networks or names)"
+        raise ConfigError(subject, name, allowed, value) from error
 
 
 def _check_positive(value: str, subject: str, name: str) -> str:
@@ -266,6 +270,9 @@ def _check_plain(value: str, subject: str, name: str) -> str:
 def _check_listen(value: str, subject: str, name: str) -> str:
     return parse_listen(value, subject).fpm_form()
 
+
+# Longer values are refused before any check: a pool file travels inside one exec's command.
+VALUE_LIMIT = 1000
 
 # Directives whose value PHP-FPM takes as a path and, when relative, prefixes with its own
 # prefix: `php_admin_value[error_log] = 0` becomes /usr/0 (shown by tests/test_config_live.py).
@@ -331,6 +338,8 @@ def check_pool_directive(pool: str, key: object, value: object) -> tuple[str, st
         raise ConfigError(subject, key, "a pool directive (not include)", key)
     if not isinstance(value, str):
         raise ConfigError(subject, key, "a string", value)
+    if len(value) > VALUE_LIMIT:
+        raise ConfigError(subject, key, f"at most {VALUE_LIMIT} characters", value)
     check = _POOL_CHECKS.get(key, _check_plain)
     checked = check(value, subject, key)
     if key in PATH_DIRECTIVES and not checked.startswith("/"):

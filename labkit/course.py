@@ -128,6 +128,16 @@ def log_lines(lab: Lab, role: str, text: str, lines: int = 200) -> str:
     return "\n".join(dict.fromkeys(found))
 
 
+def remote_runs_php(lab: Lab, port: int = 9000) -> bool:
+    """Tell whether a third host on the lab network can run PHP on PHP-FPM's TCP port."""
+    lab.start_remote()
+    try:
+        lab.run("remote", [*FASTCGI_GET, "-bind", "-connect", f"{lab.address('php')}:{port}"])
+    except LabkitError:
+        return False
+    return True
+
+
 def check_allowed_clients(lab: Lab, answer: str | None) -> str:
     """Judge notebook 3's exercise: Nginx gets through, the remote host is dropped.
 
@@ -145,15 +155,9 @@ def check_allowed_clients(lab: Lab, answer: str | None) -> str:
     if refused:
         return refused
     outcome = lab.request("/whoami.php")
-    remote = f"{lab.address('php')}:9000"
-    try:
-        lab.run("remote", [*FASTCGI_GET, "-bind", "-connect", remote])
-        remote_ran_php = True
-    except LabkitError:
-        remote_ran_php = False
     if outcome.status != 200:
         return f"Not yet: Nginx gets {outcome.status} ({outcome.cause.value})."
-    if remote_ran_php:
+    if remote_runs_php(lab):
         return "Not yet: the remote host can still run PHP."
     return "Right: Nginx's address is allowed, the remote host's connection is dropped."
 

@@ -51,8 +51,8 @@ EXPLANATIONS = {
         "not in listen.allowed_clients."
     ),
     Cause.UPSTREAM_TIMEOUT: (
-        "PHP-FPM took the connection but no response came within Nginx's timeout: every "
-        "worker busy, or the script too slow."
+        "Nginx connected, but no response came within its timeout: the connection waited in "
+        "the socket's queue because every worker was busy, or the script was too slow."
     ),
     Cause.UPSTREAM_CLOSED: "PHP-FPM closed the connection before sending a response.",
     Cause.HOST_UNREACHABLE: "Nginx found no route to the PHP-FPM host.",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# A refused value is quoted in full on the error object, and shortened in its message.
+SHOWN_LIMIT = 120
+
 
 class LabkitError(Exception):
     """Root of every error labkit raises on purpose."""
@@ -22,7 +25,10 @@ class ConfigError(LabkitError, ValueError):
         self.field = field
         self.allowed = allowed
         self.given = given
-        super().__init__(f"{subject}: `{field}` must be {allowed}, got {given!r}")
+        shown = repr(given)
+        if len(shown) > SHOWN_LIMIT:
+            shown = f"{shown[:SHOWN_LIMIT]}... ({len(shown)} characters)"
+        super().__init__(f"{subject}: `{field}` must be {allowed}, got {shown}")
 
 
 class ConfigRejected(LabkitError, ValueError):

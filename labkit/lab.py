@@ -834,7 +834,8 @@ class Lab:
         fpm = self._container("php")
 
         def ready() -> str | None:
-            if any(FPM_READY in line for line in self.engine.logs_since(fpm, since)):
+            lines = self.engine.logs_since(fpm, since)
+            if any(FPM_READY in line for line in lines):
                 return "ready"
             state = self.engine.state(fpm)
             return None if state == "running" else state

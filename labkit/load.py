@@ -568,7 +568,7 @@ def _bar_values(
 # The exercise
 
 
-def check_broken_tcp(lab: Lab, answer: Mapping[str, str], requests: int = 50) -> str:
+def check_broken_tcp(lab: Lab, answer: Mapping[str, str] | None, requests: int = 50) -> str:
     """Judge notebook 6's exercise: one `tcp` pool directive that makes every TCP request fail.
 
     The answer is applied to the `tcp` pool, a short load runs on both transports, and the
@@ -578,6 +578,8 @@ def check_broken_tcp(lab: Lab, answer: Mapping[str, str], requests: int = 50) ->
     Returns:
         A sentence starting with "Right" or "Not yet".
     """
+    if answer is None:
+        return "Not yet: write your answer into `answer` above, then run this cell again."
     if not isinstance(answer, Mapping) or len(answer) != 1:
         return "Not yet: give exactly one pool directive, e.g. {'listen.allowed_clients': '...'}."
     before: LabConfig = lab.config

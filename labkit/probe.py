@@ -130,6 +130,23 @@ def read_socket(engine: Engine, container: Container, path: str) -> SocketFile:
     return SocketFile(path, True, permissions, owner, group, mode.rjust(4, "0"))
 
 
+# PHP-FPM's own start-up and reload notices: no request causes them. Before it has started,
+# PHP-FPM prints each of them twice in a container (to stderr and to its error_log, which is
+# stderr too), so the second copy can land after the start, in a request's time window.
+_START_UP_NOTICES = (
+    "NOTICE: fpm is running",
+    "NOTICE: ready to handle connections",
+    "NOTICE: systemd monitor interval",
+    "NOTICE: using inherited socket",
+    "NOTICE: Reloading in progress",
+    "NOTICE: reloading: execvp",
+)
+
+
+def _is_start_up(line: str) -> bool:
+    return any(notice in line for notice in _START_UP_NOTICES)
+
+
 def collect_logs(
     engine: Engine, nginx: Container, fpm: Container, since: float, status: int
 ) -> tuple[list[str], list[str]]:
@@ -141,7 +158,8 @@ def collect_logs(
     """
 
     def read() -> tuple[list[str], list[str]]:
-        return engine.logs_since(nginx, since, stdout=False), engine.logs_since(fpm, since)
+        fpm_lines = [line for line in engine.logs_since(fpm, since) if not _is_start_up(line)]
+        return engine.logs_since(nginx, since, stdout=False), fpm_lines
 
     def settled() -> tuple[list[str], list[str]] | None:
         logs = read()

@@ -88,7 +88,7 @@ def test_listen_value_sets_socket_type_and_leaves_nginx_alone(listen: str, kind:
     [
         ("pool", "listen.mode", "9999", "must be octal like `0660`"),
         ("pool", "listen.owner", "root; evil", "must be one of the lab's accounts"),
-        ("pool", "listen.allowed_clients", "10.0.0.0/8", "must be an IP address"),
+        ("pool", "listen.allowed_clients", "10.0.0.0/8", "IP addresses (no networks or names)"),
         ("pool", "listen", "unix:/run/php/php8.2-fpm.sock", "without Nginx's `unix:` prefix"),
         ("pool", "listen", "", "must be set (PHP-FPM requires it), got nothing"),
         ("nginx", "user", "www-data nosuchgroup", "must be one of the lab's accounts"),
