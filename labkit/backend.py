@@ -146,6 +146,12 @@ class Engine:
         with engine_errors(f"creating network {name}"):
             self.client.networks.create(name, driver="bridge", labels=dict(labels))
 
+    def subnet(self, network: str) -> str | None:
+        """Return a network's IPv4 subnet, e.g. ``172.18.0.0/16``, or None if it has none."""
+        with engine_errors(f"inspecting network {network}"):
+            config = self.client.networks.get(network).attrs.get("IPAM", {}).get("Config") or []
+        return next((c["Subnet"] for c in config if "." in c.get("Subnet", "")), None)
+
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
         with engine_errors(f"creating volume {name}"):
             self.client.volumes.create(name, labels=dict(labels))

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = _command(commands, "up", "start a lab (Debian's default configuration)", _up)
     up.add_argument("--topology", choices=TOPOLOGIES, default="pod")
+    up.add_argument("--replace", action="store_true", help="replace a running lab of that name")
 
     apply = _command(commands, "apply", "change pool directives and Nginx settings", _apply)
     apply.add_argument(
@@ -162,7 +163,7 @@ def _pairs(items: Sequence[str], option: str) -> dict[str, str | None]:
 
 def _up(args: argparse.Namespace) -> int:
     lab = Lab(args.lab, args.topology, progress=lambda line: print(line, file=sys.stderr))
-    lab.up(detach=True)
+    lab.up(detach=True, replace=args.replace)
     print(f"lab {lab.name} is up ({lab.topology}): {lab.url}")
     return 0
 

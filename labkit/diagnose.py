@@ -23,6 +23,7 @@ class Cause(enum.StrEnum):
     UPSTREAM_TIMEOUT = "upstream-timeout"
     UPSTREAM_CLOSED = "upstream-closed"
     HOST_UNREACHABLE = "host-unreachable"
+    NOT_FASTCGI = "not-fastcgi"
     SCRIPT_NOT_FOUND = "script-not-found"
     NOT_FOUND = "not-found"
     PHP_ERROR = "php-error"
@@ -56,6 +57,10 @@ EXPLANATIONS = {
     ),
     Cause.UPSTREAM_CLOSED: "PHP-FPM closed the connection before sending a response.",
     Cause.HOST_UNREACHABLE: "Nginx found no route to the PHP-FPM host.",
+    Cause.NOT_FASTCGI: (
+        "Something answered at that address, but not in FastCGI: fastcgi_pass points at "
+        "another kind of server (an HTTP port, say)."
+    ),
     Cause.SCRIPT_NOT_FOUND: "PHP-FPM ran, but found no script at SCRIPT_FILENAME.",
     Cause.NOT_FOUND: "Nginx found no such file to serve or pass on.",
     Cause.PHP_ERROR: "PHP-FPM ran the script and it failed.",
@@ -88,6 +93,7 @@ _NGINX_RULES: tuple[tuple[re.Pattern[str], Cause], ...] = (
         Cause.HOST_UNREACHABLE,
     ),
     (re.compile(r"Primary script unknown"), Cause.SCRIPT_NOT_FOUND),
+    (re.compile(r"upstream sent unsupported FastCGI protocol version"), Cause.NOT_FASTCGI),
     (re.compile(r"(prematurely closed|104: Connection reset by peer)"), Cause.UPSTREAM_CLOSED),
 )
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from labkit.config import (
     RESTART_DIRECTIVES,
     SOCKET_DIR,
     LabConfig,
+    TcpAddress,
     Topology,
     UnixSocket,
     check_lab_name,
@@ -174,31 +176,40 @@ class Lab:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def up(self, build: bool = True, detach: bool = False, config: LabConfig | None = None) -> Lab:
+    def up(
+        self,
+        build: bool = True,
+        detach: bool = False,
+        config: LabConfig | None = None,
+        replace: bool = False,
+    ) -> Lab:
         """Start the lab with Debian's default configuration (or `config`).
 
         Args:
             build: Build missing images first (with progress) instead of failing.
             detach: Leave the lab running when this Python process exits (the CLI's way).
             config: Start from this configuration instead of the default.
+            replace: Replace a running lab of that name that `labkit up` started.
 
         Raises:
             BackendError: The engine is unreachable or refused an operation.
             LabTimeout: A server did not come up in time.
         """
         try:
-            return self._up(build, detach, config)
+            with _name_lock(self.name):
+                return self._up(build, detach, config, replace)
         except BaseException:
             self._release_engine()
             raise
 
-    def _up(self, build: bool, detach: bool, config: LabConfig | None) -> Lab:
+    def _up(self, build: bool, detach: bool, config: LabConfig | None, replace: bool) -> Lab:
         engine = self.engine
         images = ensure_images(engine, self._progress) if build else require_images(engine)
         reap_orphans(engine)
-        self._sweep_leftovers()
+        self._sweep_leftovers(replace)
         self._detached = detach
         self.config = config or LabConfig()
+        self._check_upstreams(self.config)
         self._last_diff = ""
 
         self._progress(f"starting lab {self.name} ({self.topology})")
@@ -315,6 +326,10 @@ class Lab:
             ConfigRejected: php-fpm -t or nginx -t refused the files; nothing was restarted.
             ApplyFailed: A server did not come back; the lab is back on its last good config.
         """
+        self._check_upstreams(new)
+        stopped = self.stopped_servers()
+        if stopped:
+            raise ServerStopped(f"lab {self.name!r}: {_stopped_text(stopped)}, then apply")
         change = _Change.between(self.config, new, fpm_action, force)
         if not change.actions:
             return ApplyResult("", ())
@@ -640,9 +655,14 @@ class Lab:
             )
         return error
 
-    def _sweep_leftovers(self) -> None:
+    def _sweep_leftovers(self, replace: bool) -> None:
         owner = _live_owner(self.engine, self.name)
-        if owner and owner != SESSION_ID:
+        if owner == "cli" and not replace:
+            raise LabInUse(
+                f"lab {self.name!r} was started with `labkit up` and is running; remove it "
+                f"first (`labkit down --lab {self.name}`), or replace it (`labkit up --replace`)"
+            )
+        if owner and owner not in ("cli", SESSION_ID):
             raise LabInUse(
                 f"lab {self.name!r} belongs to another running process on this host; "
                 "choose another name, or stop that one first (its down(), or "
@@ -739,6 +759,26 @@ class Lab:
         if not self._atexit_registered:
             atexit.register(self.down)
             self._atexit_registered = True
+
+    def _check_upstreams(self, config: LabConfig) -> None:
+        """Refuse a TCP `fastcgi_pass` that leads out of the lab.
+
+        Nginx connects wherever `fastcgi_pass` points; a lab must only ever reach itself:
+        loopback, its own host names, or an address on its own network.
+
+        Raises:
+            ConfigError: The address is outside the lab.
+        """
+        subnet = self.engine.subnet(f"labkit-{self.name}") if self._containers else None
+        upstreams = [("nginx", config.nginx.upstream)]
+        upstreams += [(f"site {s.server_name!r}", s.upstream) for s in config.sites]
+        for subject, upstream in upstreams:
+            if isinstance(upstream, TcpAddress) and not _inside_lab(upstream.host, subnet):
+                allowed = "loopback, a lab host (php, nginx, remote, localhost) or an address on"
+                raise ConfigError(
+                    subject, "fastcgi_pass", f"{allowed} the lab network {subnet or ''}".strip(),
+                    upstream.nginx_form(),
+                )  # fmt: skip
 
     def _state_files(self, config: LabConfig, last_diff: str) -> dict[str, str]:
         """Return the state file that lets `attach()` pick the lab up from another process.
@@ -934,6 +974,31 @@ def _needs_restart(old: LabConfig, new: LabConfig) -> bool:
     return False
 
 
+LAB_HOSTS = frozenset({"php", "nginx", "remote", "localhost"})
+_NAME_LOCKS: dict[str, threading.Lock] = {}
+_NAME_LOCKS_GUARD = threading.Lock()
+
+
+def _name_lock(name: str) -> threading.Lock:
+    """Return the lock that lets one thread of this process at a time start lab `name`."""
+    with _NAME_LOCKS_GUARD:
+        return _NAME_LOCKS.setdefault(name, threading.Lock())
+
+
+def _inside_lab(host: str | None, subnet: str | None) -> bool:
+    if host is None or host in LAB_HOSTS:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if address.is_loopback or (
+        address.version == 6 and address.ipv4_mapped and address.ipv4_mapped.is_loopback
+    ):
+        return True
+    return subnet is not None and address in ipaddress.ip_network(subnet)
+
+
 def _is_ip(host: str | None) -> bool:
     try:
         ipaddress.ip_address(host or "")
@@ -1032,11 +1097,17 @@ def reap_orphans(engine: Engine, grace: float = REAP_GRACE) -> list[str]:
 
 
 def _live_owner(engine: Engine, name: str) -> str | None:
-    """Return the session of the live process on this host that owns lab `name`, if any."""
+    """Return who holds lab `name`: a live process's session, "cli" for a detached lab, or None.
+
+    A lab started by `labkit up` belongs to nobody alive, and is kept until `labkit down`.
+    """
     for labels in engine.list_labels(LAB_LABEL):
-        if labels.get(LAB_LABEL) == name and not _is_orphan(labels, grace=0.0):
-            if labels.get(DETACHED_LABEL) == "0" and labels.get(HOST_LABEL) == socket.gethostname():
-                return labels.get(SESSION_LABEL)
+        if labels.get(LAB_LABEL) != name or labels.get(ROLE_LABEL) != "php":
+            continue
+        if labels.get(DETACHED_LABEL) == "1":
+            return "cli"
+        if labels.get(HOST_LABEL) == socket.gethostname() and not _is_orphan(labels, 0.0):
+            return labels.get(SESSION_LABEL)
     return None
 
 

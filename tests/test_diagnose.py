@@ -151,3 +151,15 @@ def test_explain_gives_each_cause_its_own_sentence() -> None:
 
 def test_cause_prints_as_its_value() -> None:
     assert str(Cause.SOCKET_PERMISSION_DENIED) == "socket-permission-denied"
+
+
+def test_http_server_behind_fastcgi_pass_is_not_fastcgi() -> None:
+    # Seen on the lab with fastcgi_pass 127.0.0.1:80 (Nginx's own HTTP port) in pod.
+    line = (
+        "2026/12/04 17:01:02 [error] 7#7: *3 upstream sent unsupported FastCGI protocol "
+        "version: 72 while reading response header from upstream, client: 172.17.0.1, "
+        'server: _, request: "GET /whoami.php HTTP/1.1", upstream: "fastcgi://127.0.0.1:80", '
+        'host: "localhost"'
+    )
+
+    assert classify(502, [line], []) is Cause.NOT_FASTCGI

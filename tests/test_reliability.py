@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import BackendError, Cause, ImagesMissing, Lab, ProbeError
+from labkit import BackendError, Cause, ImagesMissing, Lab, LabInUse, ProbeError
 from labkit import images as images_module
 from labkit.backend import LAB_LABEL, Engine
 from labkit.cli import main as cli_main
@@ -194,3 +194,33 @@ def test_lab_changed_behind_its_back_is_flagged_and_reset_restores(make_lab: Mak
     assert "listen.owner = www-data" in attached.run(
         "php", ["cat", "/etc/php/8.2/fpm/pool.d/www.conf"]
     )
+
+
+def test_lab_started_by_the_cli_is_not_taken_over(new_lab_name: NewName) -> None:
+    name = new_lab_name("cliown")
+    assert cli_main(["up", "--lab", name]) == 0
+    try:
+        with pytest.raises(LabInUse, match="labkit up --replace"):
+            Lab(name).up(build=False)
+        replaced = cli_main(["up", "--lab", name, "--replace"])
+
+        assert replaced == 0
+        assert len(lab_objects(name)) == 5
+    finally:
+        Lab(name).down()
+
+
+def test_same_name_from_several_threads_ends_with_one_lab(new_lab_name: NewName) -> None:
+    name = new_lab_name("threads")
+    labs = [Lab(name) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(lambda lab: lab.up(build=False), labs))
+
+        survivor = Lab.attach(name)
+
+        assert len(lab_objects(name)) == 5
+        assert survivor.request().status == 200
+        survivor.down()
+    finally:
+        labs[0].down()

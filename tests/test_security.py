@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from labkit import Lab, LabkitError
+from labkit import ConfigError, Lab, LabkitError
 from labkit.backend import LAB_LABEL, ROLE_LABEL
 
 pytestmark = pytest.mark.engine
@@ -62,3 +62,25 @@ def test_fpm_on_all_interfaces_is_reachable_inside_its_lab_only(make_lab: MakeLa
 
     assert "user=www-data" in inside
     assert open_lab.request().status == 200
+
+
+@pytest.mark.parametrize(
+    "upstream", ["10.1.2.3:9000", "example.test:9000", "[2001:db8::1]:9000"], ids=str
+)
+def test_fastcgi_pass_out_of_the_lab_is_refused_before_anything(
+    make_lab: MakeLab, upstream: str
+) -> None:
+    lab = make_lab("network")
+
+    with pytest.raises(ConfigError, match="lab network"):
+        lab.apply(nginx={"fastcgi_pass": upstream})
+
+    assert lab.config.nginx.fastcgi_pass == "unix:/run/php/php8.2-fpm.sock"
+
+
+def test_fastcgi_pass_to_the_labs_own_address_is_allowed(make_lab: MakeLab) -> None:
+    lab = make_lab("network")
+
+    lab.apply(pool={"listen": "9000"}, nginx={"fastcgi_pass": f"{lab.address('php')}:9000"})
+
+    assert lab.request().status == 200
