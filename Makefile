@@ -7,7 +7,7 @@ LAB_HOST  := 127.0.0.1
 LAB_PORT  ?= 8888
 PYTEST_ARGS ?=
 
-.PHONY: lab test bench soak cost engine images venv lint clean-labs
+.PHONY: lab test bench soak cost engine browser images venv lint clean-labs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ venv: $(STAMP)
 engine:
 	@sh scripts/ensure-engine.sh
 
+browser:
+	@sh scripts/ensure-browser.sh
+
 images: venv engine
 	$(BIN)/labkit images build
 
@@ -27,7 +30,7 @@ lab: images
 	cd notebooks && ../$(BIN)/jupyter lab --ip=$(LAB_HOST) --port=$(LAB_PORT) --no-browser \
 	    --allow-root 01-default-socket.ipynb
 
-test: images
+test: images browser
 	$(BIN)/ruff check labkit tests bench
 	$(BIN)/ruff format --check labkit tests bench
 	start=$$(date +%s) && \

@@ -223,4 +223,5 @@ def test_same_name_from_several_threads_ends_with_one_lab(new_lab_name: NewName)
         assert survivor.request().status == 200
         survivor.down()
     finally:
-        labs[0].down()
+        for lab in labs:
+            lab.down()
