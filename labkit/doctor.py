@@ -13,6 +13,7 @@ configuration and read again, and that then predict `ok`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
@@ -420,6 +421,12 @@ def _existing(path: str) -> Path:
     local = Path(path)
     if not os.path.lexists(local):
         raise DoctorInputError(path, "no such file or directory")
+    try:
+        os.stat(local)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DoctorInputError(path, "a symbolic-link loop") from error
+        raise DoctorInputError(path, f"a symbolic link to nothing ({error.strerror})") from error
     if not os.access(local, os.R_OK):
         raise DoctorInputError(path, "permission denied (run as a user who can read it)")
     return local
@@ -788,6 +795,8 @@ def _permission_candidates(
     ]
 
 
+# Limitation: with --topology network, candidate fixes may name the lab's host `php`, which a
+# server's own files need not know.
 def _address_candidates(finding: Finding, result: _Result, facts: Facts) -> list[list[Edit]]:
     candidates = []
     item = next(p for p in result.nginx.passes if p.origin == finding.origin)

@@ -141,6 +141,8 @@ def read_nginx(tree: Tree, main: str) -> NginxSide:
 
 def _main_context(main: str, statements: list[dict[str, Any]]) -> Context:
     names = [s["directive"] for s in statements if s["directive"] != "#"]
+    # Limitation: a main file that crossplane cannot parse at all (an unbalanced brace) is
+    # reported here as "not Nginx configuration" instead of with the parser's own error.
     if not any(name in DIRECTIVES for name in names):
         raise DoctorInputError(
             main, "does not look like Nginx configuration (no Nginx directive in it)"
@@ -264,7 +266,12 @@ class _Walker:
         self, path: str, origin: Origin, context: Context, stack: tuple[str, ...], scope: _Scope
     ) -> None:
         real = self.tree.resolve(path)
-        if real in stack or len(stack) >= MAX_INCLUDE_DEPTH:
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            # Limitation: a chain of includes deeper than this is not followed, loop or not.
+            raise DoctorInputError(
+                path, f"includes nested more than {MAX_INCLUDE_DEPTH} files deep; read no deeper"
+            )
+        if real in stack:
             chain = " -> ".join([*stack, real])
             self._reject(
                 f"include loop ({chain}): Nginx would include these files forever and crash",
