@@ -355,6 +355,8 @@ class ListenPanel:
             self.socket_type.value = kind
         finally:
             self._syncing_socket_type = False
+        # Nginx's side follows, so the two ends do not silently disagree after the flip.
+        self.nginx_fields["fastcgi_pass"].value = _matching_pass(change["new"], self.lab.topology)
 
     # Building the widgets
 
@@ -492,3 +494,14 @@ def _diff_html(diff: str) -> str:
 def _escape(text: str) -> str:
     # Quotes stay as typed: the text sits between tags, never inside an attribute.
     return html.escape(text, quote=False)
+
+
+def _matching_pass(listen: str, topology: str) -> str:
+    """Return the `fastcgi_pass` that reaches a pool listening at `listen`, or "" if unknown."""
+    try:
+        target = parse_listen(listen)
+    except ConfigError:
+        return ""
+    if isinstance(target, TcpAddress) and topology == "network":
+        return f"php:{target.port}"
+    return target.nginx_form()

@@ -62,19 +62,20 @@ def test_socket_type_tcp_fills_both_sides() -> None:
 
 
 @pytest.mark.parametrize(
-    ("listen", "kind"),
+    ("listen", "kind", "fastcgi_pass"),
     [
-        ("127.0.0.1:9000", "tcp"),
-        ("9000", "tcp"),
-        ("[::1]:9000", "tcp"),
-        ("/run/php/other.sock", "unix"),
+        ("127.0.0.1:9000", "tcp", "127.0.0.1:9000"),
+        ("9000", "tcp", "127.0.0.1:9000"),
+        ("[::1]:9001", "tcp", "[::1]:9001"),
+        ("/run/php/other.sock", "unix", "unix:/run/php/other.sock"),
     ],
     ids=["address-and-port", "bare-port", "ipv6", "socket-path"],
 )
-def test_listen_value_sets_socket_type_and_leaves_nginx_alone(listen: str, kind: str) -> None:
+def test_listen_value_sets_socket_type_and_nginx_follows(
+    listen: str, kind: str, fastcgi_pass: str
+) -> None:
     panel = unstarted_panel()
     panel.socket_type.value = "tcp" if kind == "unix" else "unix"
-    fastcgi_pass = panel.nginx_fields["fastcgi_pass"].value
 
     panel.pool_fields["listen"].value = listen
 
