@@ -751,8 +751,14 @@ class Lab:
         return self._containers["holder" if self.topology == "pod" else "nginx"]
 
     def _container(self, role: str) -> Container:
+        if not self._containers:
+            raise LabkitError(
+                f"lab {self.name!r} is not running (never started, or down() removed it); "
+                "start it with up(), or the panel's Start button"
+            )
         if role not in self._containers:
-            raise LabkitError(f"lab {self.name!r} has no {role!r} container; is it up?")
+            roles = ", ".join(sorted(self._containers))
+            raise LabkitError(f"lab {self.name!r} has no {role!r} container (it has: {roles})")
         return self._containers[role]
 
     def _register_atexit(self) -> None:

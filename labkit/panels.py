@@ -399,7 +399,10 @@ class ListenPanel:
 
     def _build_results(self) -> None:
         self.badge = widgets.Label(
-            "no request yet", layout=widgets.Layout(padding="2px 12px", margin="4px 8px 4px 0")
+            "no request yet",
+            layout=widgets.Layout(
+                padding="2px 12px", margin="4px 8px 4px 0", min_width="190px", width="auto"
+            ),
         )
         self.badge.style.background = BADGE_COLOURS["grey"]
         self.badge.style.text_color = "white"
