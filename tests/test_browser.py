@@ -110,7 +110,8 @@ def test_make_lab_command_serves_the_url_it_prints(tmp_path: Path) -> None:
     command = make_lab_command(free_port())
 
     with running_jupyterlab(["sh", "-c", command], ROOT, tmp_path / "make-lab.log") as server:
-        status, page = get(server.url)
+        # On a loaded machine the URL can be printed a moment before the port takes requests.
+        status, page = poll(lambda: _get_or_none(server.url), 30, interval=0.5) or get(server.url)
 
     assert command.startswith("cd notebooks && ")
     assert status == 200
@@ -316,6 +317,13 @@ def css_rgb(colour: str) -> str:
     """Return ``#b3261e`` the way a browser reports a computed colour: ``rgb(179, 38, 30)``."""
     red, green, blue = (int(colour[index : index + 2], 16) for index in (1, 3, 5))
     return f"rgb({red}, {green}, {blue})"
+
+
+def _get_or_none(url: str) -> tuple[int, str] | None:
+    try:
+        return get(url)
+    except ConnectionRefusedError:
+        return None
 
 
 def get(url: str) -> tuple[int, str]:

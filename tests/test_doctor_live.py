@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import unique_lab_name
 
-from labkit import ApplyFailed, ConfigRejected, Lab
+from labkit import ApplyFailed, ConfigError, ConfigRejected, Lab
 from labkit.backend import KIT_LABEL, LAB_LABEL, Engine
 from labkit.config import LabConfig, default_pool
 from labkit.doctor import Accounts, Facts, FileMode, Report, examine
@@ -246,6 +246,11 @@ def observe(lab: Lab, config: LabConfig) -> str:
     try:
         lab.apply_config(config)
     except (ConfigRejected, ApplyFailed):
+        return "config-rejected"
+    except ConfigError as error:
+        # The lab refuses a fastcgi_pass that leads out of it before nginx -t sees it; for a
+        # name nothing resolves, nginx -t would refuse it too.
+        assert error.field == "fastcgi_pass", error
         return "config-rejected"
     return lab.request().cause.value
 

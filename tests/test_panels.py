@@ -242,7 +242,8 @@ def test_tcp_in_pod_gives_200_and_no_socket_file(make_lab: MakeLab) -> None:
 def test_nginx_refusal_shows_the_tools_message(make_lab: MakeLab) -> None:
     lab = make_lab(tag="panel")
     panel = ListenPanel(lab)
-    panel.nginx_fields["fastcgi_pass"].value = "no-such-host:9000"
+    # `php` is a lab host name, but in `pod` nothing resolves it: `nginx -t` refuses it.
+    panel.nginx_fields["fastcgi_pass"].value = "php:9000"
 
     panel.apply_button.click()
 
