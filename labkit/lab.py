@@ -669,7 +669,9 @@ class Lab:
                 f"`labkit down --lab {self.name}`)"
             )
         removed = self.engine.remove_objects({LAB_LABEL: self.name})
-        if removed:
+        if removed and owner == "cli":
+            logger.warning("lab %s: replaced the running lab `labkit up` started", self.name)
+        elif removed:
             logger.warning("lab %s: removed %d objects left by an earlier run", self.name, removed)
 
     def _create_shared(self) -> None:
@@ -1146,4 +1148,4 @@ def _stopped_text(stopped: Mapping[str, str]) -> str:
     servers = ", ".join(f"{role} is {state}" for role, state in sorted(stopped.items()))
     if "removed" in stopped.values():
         return f"the lab noticed: {servers}; run up() again to rebuild it"
-    return f"the lab noticed: {servers}; lab.repair() starts it again"
+    return f"the lab noticed: {servers}; lab.repair() (or `labkit repair`) starts it again"
