@@ -468,14 +468,10 @@ class Lab:
         In `pod`, a server that started before the holder's latest start sits in the network
         namespace of the holder's previous run, which no longer reaches anything.
         """
-        described = {role: self.engine.describe(c) for role, c in self._containers.items()}
-        stopped = {role: d["state"] for role, d in described.items() if d["state"] != "running"}
-        holder = described.get("holder")
-        if holder and holder["state"] == "running":
-            for role in ("php", "nginx"):
-                if role in described and described[role]["started_at"] < holder["started_at"]:
-                    stopped.setdefault(role, "cut off (the holder restarted)")
-        return stopped
+        return _stopped(self._describe_containers())
+
+    def _describe_containers(self) -> dict[str, dict[str, str]]:
+        return {role: self.engine.describe(c) for role, c in self._containers.items()}
 
     def repair(self) -> list[str]:
         """Start again any server container that stopped (killed, crashed, stopped by hand).
@@ -600,14 +596,14 @@ class Lab:
 
     def status(self) -> dict[str, object]:
         """Return the lab's name, topology, URL, and each container's state and start time."""
-        states = {role: self.engine.describe(c) for role, c in self._containers.items()}
+        states = self._describe_containers()
         status: dict[str, object] = {
             "name": self.name,
             "topology": self.topology,
             "url": self.url if self.port else "(not published: the front container is down)",
             "containers": states,
         }
-        stopped = self.stopped_servers()
+        stopped = _stopped(states)
         if stopped:
             status["attention"] = _stopped_text(stopped)
         if self._drift:
@@ -777,11 +773,14 @@ class Lab:
         Raises:
             ConfigError: The address is outside the lab.
         """
-        subnet = self.engine.subnet(f"labkit-{self.name}") if self._containers else None
         upstreams = [("nginx", config.nginx.upstream)]
         upstreams += [(f"site {s.server_name!r}", s.upstream) for s in config.sites]
         for subject, upstream in upstreams:
-            if isinstance(upstream, TcpAddress) and not _inside_lab(upstream.host, subnet):
+            if not isinstance(upstream, TcpAddress) or _inside_lab(upstream.host, None):
+                continue
+            # Only an address that is neither loopback nor a lab name needs the lab's subnet.
+            subnet = self.engine.subnet(f"labkit-{self.name}") if self._containers else None
+            if not _inside_lab(upstream.host, subnet):
                 allowed = "loopback, a lab host (php, nginx, remote, localhost) or an address on"
                 raise ConfigError(
                     subject, "fastcgi_pass", f"{allowed} the lab network {subnet or ''}".strip(),
@@ -1142,6 +1141,17 @@ def _process_start(pid: int) -> str:
     except OSError:
         return ""
     return fields[19] if len(fields) > 19 else ""
+
+
+def _stopped(described: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Return the containers that are not running, or sit in a dead network namespace."""
+    stopped = {role: d["state"] for role, d in described.items() if d["state"] != "running"}
+    holder = described.get("holder")
+    if holder and holder["state"] == "running":
+        for role in ("php", "nginx"):
+            if role in described and described[role]["started_at"] < holder["started_at"]:
+                stopped.setdefault(role, "cut off (the holder restarted)")
+    return stopped
 
 
 def _stopped_text(stopped: Mapping[str, str]) -> str:
