@@ -7,11 +7,11 @@ from collections.abc import Callable
 import pytest
 
 from labkit import Cause, ConfigRejected, Lab, LabkitError
+from labkit.course import FASTCGI_GET
 
 pytestmark = pytest.mark.engine
 
 MakeLab = Callable[..., Lab]
-FASTCGI = ["env", "SCRIPT_FILENAME=/var/www/html/whoami.php", "REQUEST_METHOD=GET", "cgi-fcgi"]
 
 
 def site_pool(user: str) -> dict[str, str]:
@@ -101,12 +101,12 @@ def test_remote_host_reaches_fpm_only_when_it_listens_beyond_loopback(
     target = f"{lab.address('php')}:9000"
 
     with pytest.raises(LabkitError, match="exited"):
-        lab.run("remote", [*FASTCGI, "-bind", "-connect", target])
+        lab.run("remote", [*FASTCGI_GET, "-bind", "-connect", target])
     lab.apply(pool={"listen": "9000"})
-    reached = lab.run("remote", [*FASTCGI, "-bind", "-connect", target])
+    reached = lab.run("remote", [*FASTCGI_GET, "-bind", "-connect", target])
     lab.apply(pool={"listen.allowed_clients": "127.0.0.1"})
     with pytest.raises(LabkitError, match="exited"):
-        lab.run("remote", [*FASTCGI, "-bind", "-connect", target])
+        lab.run("remote", [*FASTCGI_GET, "-bind", "-connect", target])
     through_nginx = lab.request()
 
     assert "user=www-data" in reached

@@ -8,11 +8,11 @@ import pytest
 
 from labkit import ConfigError, Lab, LabkitError
 from labkit.backend import LAB_LABEL, ROLE_LABEL
+from labkit.course import FASTCGI_GET
 
 pytestmark = pytest.mark.engine
 
 MakeLab = Callable[..., Lab]
-FASTCGI = ["env", "SCRIPT_FILENAME=/var/www/html/whoami.php", "REQUEST_METHOD=GET", "cgi-fcgi"]
 
 
 def containers_of(lab: Lab) -> dict[str, dict[str, object]]:
@@ -56,9 +56,11 @@ def test_fpm_on_all_interfaces_is_reachable_inside_its_lab_only(make_lab: MakeLa
     target = open_lab.address("php")
     assert target is not None
 
-    inside = open_lab.run("nginx", [*FASTCGI, "-bind", "-connect", "php:9000"])
+    inside = open_lab.run("nginx", [*FASTCGI_GET, "-bind", "-connect", "php:9000"])
     with pytest.raises(LabkitError, match="exited"):
-        other_lab.run("nginx", ["timeout", "5", *FASTCGI, "-bind", "-connect", f"{target}:9000"])
+        other_lab.run(
+            "nginx", ["timeout", "5", *FASTCGI_GET, "-bind", "-connect", f"{target}:9000"]
+        )
 
     assert "user=www-data" in inside
     assert open_lab.request().status == 200
